@@ -1,0 +1,124 @@
+"""Threads in Redis: one list per thread, one JSON-encoded turn per element, oldest first.
+
+Every call goes through ``redis.asyncio.Redis`` methods (commands and MULTI pipelines), which
+``opentelemetry-instrumentation-redis`` wraps at class level, so each one gets a client span once
+the daemon has instrumented Redis. The instrumentation records no metrics, so every call here
+records ``db.client.operation.duration`` itself.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from urllib.parse import urlsplit
+
+from opentelemetry.metrics import Histogram
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from otel import names
+
+from .turns import Turn
+
+KEY_PREFIX = "exai:thread:"
+# Redis answers in milliseconds; anything slower is an outage, and a chat must not wait on it.
+SOCKET_TIMEOUT_SECS = 1.0
+CONNECT_TIMEOUT_SECS = 1.0
+# One immediate retry reconnects a pooled connection that a Redis restart left stale.
+RETRIES = 1
+MAX_ERROR_CHARS = 300
+
+# What "Redis is unavailable" looks like: the store falls back to memory on these.
+REDIS_FAILURES: tuple[type[BaseException], ...] = (RedisError, OSError)
+
+
+def error_type(exc: BaseException) -> str:
+    """A bounded ``error.type`` value: the exception's fully qualified class name."""
+    cls = type(exc)
+    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+
+
+class RedisThreads:
+    """Threads in Redis with the TTL and turn limit applied atomically on every append."""
+
+    def __init__(self, url: str, ttl_secs: float, max_turns: int, db_duration: Histogram,
+                 prefix: str = KEY_PREFIX) -> None:
+        self._client = Redis.from_url(
+            url, decode_responses=True, socket_timeout=SOCKET_TIMEOUT_SECS,
+            socket_connect_timeout=CONNECT_TIMEOUT_SECS, retry=Retry(NoBackoff(), RETRIES),
+        )
+        self._password = urlsplit(url).password
+        self._ttl_ms = max(1, int(ttl_secs * 1000))
+        self._max_turns = max_turns
+        self._duration = db_duration
+        self._prefix = prefix
+
+    def key(self, continuation_id: str) -> str:
+        return f"{self._prefix}{continuation_id}"
+
+    async def load(self, continuation_id: str) -> list[Turn] | None:
+        """The thread's turns, oldest first, or None when the key is missing or expired."""
+        async with self._measure("LRANGE"):
+            raw = await self._client.lrange(self.key(continuation_id), 0, -1)
+        return _decode(raw) if raw else None
+
+    async def append(self, continuation_id: str, turns: Sequence[Turn]) -> list[Turn]:
+        """Append, trim to the newest turns and refresh the TTL in one MULTI; return the thread."""
+        key = self.key(continuation_id)
+        async with self._measure("RPUSH LTRIM PEXPIRE LRANGE"):
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.rpush(key, *_encode(turns))
+                pipe.ltrim(key, -self._max_turns, -1)
+                pipe.pexpire(key, self._ttl_ms)
+                pipe.lrange(key, 0, -1)
+                *_, raw = await pipe.execute()
+        return _decode(raw)
+
+    async def replace(self, continuation_id: str, turns: Sequence[Turn], ttl_secs: float) -> None:
+        """Overwrite a thread with ``turns`` (idempotent, so a write-back may safely be retried)."""
+        key = self.key(continuation_id)
+        async with self._measure("DEL RPUSH LTRIM PEXPIRE"):
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.delete(key)
+                pipe.rpush(key, *_encode(turns))
+                pipe.ltrim(key, -self._max_turns, -1)
+                pipe.pexpire(key, max(1, int(ttl_secs * 1000)))
+                await pipe.execute()
+
+    async def ping(self) -> None:
+        async with self._measure("PING"):
+            await self._client.ping()
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    def describe(self, exc: BaseException) -> str:
+        """A short, secret-free account of a failure, fit for logs and health answers."""
+        text = f"{type(exc).__name__}: {exc}"
+        if self._password:
+            text = text.replace(self._password, "***")
+        return text[:MAX_ERROR_CHARS]
+
+    @asynccontextmanager
+    async def _measure(self, operation: str) -> AsyncIterator[None]:
+        attributes = {names.DB_SYSTEM_NAME: "redis", names.DB_OPERATION_NAME: operation}
+        start = time.perf_counter()
+        try:
+            yield
+        except BaseException as exc:
+            attributes[names.ERROR_TYPE] = error_type(exc)
+            raise
+        finally:
+            self._duration.record(time.perf_counter() - start, attributes)
+
+
+def _encode(turns: Sequence[Turn]) -> list[str]:
+    return [json.dumps(turn.to_dict(), ensure_ascii=False, separators=(",", ":")) for turn in turns]
+
+
+def _decode(raw: Sequence[str]) -> list[Turn]:
+    return [Turn.from_dict(json.loads(item)) for item in raw]
