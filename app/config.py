@@ -1,0 +1,92 @@
+"""The daemon's configuration, read once from the environment (and an optional ``.env`` file).
+
+Every name and default here is the contract's (``daemon-protocol.md``); one place, so defaults
+cannot disagree between files. Telemetry is configured by the standard ``OTEL_*`` variables, which
+the OpenTelemetry SDK reads itself, so none of them appear here.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+class Settings(BaseSettings):
+    """All daemon settings. Secrets are ``SecretStr`` so they never print by accident."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    # WebSocket transport
+    ws_host: str = Field("127.0.0.1", alias="EXAI_WS_HOST")
+    ws_port: int = Field(8079, alias="EXAI_WS_PORT")
+    ws_token: SecretStr = Field(SecretStr(""), alias="EXAI_WS_TOKEN")
+    ws_allow_insecure_public: bool = Field(False, alias="EXAI_WS_ALLOW_INSECURE_PUBLIC")
+    ws_max_bytes: int = Field(32 * 1024 * 1024, alias="EXAI_WS_MAX_BYTES")
+    ws_ping_interval: float = Field(30.0, alias="EXAI_WS_PING_INTERVAL")
+    ws_ping_timeout: float = Field(10.0, alias="EXAI_WS_PING_TIMEOUT")
+    ws_hello_timeout: float = Field(15.0, alias="EXAI_WS_HELLO_TIMEOUT")
+    max_connections: int = Field(1000, alias="EXAI_MAX_CONNECTIONS")
+    max_connections_per_client: int = Field(10, alias="EXAI_MAX_CONNECTIONS_PER_CLIENT")
+
+    # Concurrency, waiting and rate limits
+    session_max_inflight: int = Field(8, alias="EXAI_WS_SESSION_MAX_INFLIGHT")
+    global_max_inflight: int = Field(24, alias="EXAI_WS_GLOBAL_MAX_INFLIGHT")
+    kimi_max_inflight: int = Field(6, alias="EXAI_KIMI_MAX_INFLIGHT")
+    glm_max_inflight: int = Field(4, alias="EXAI_GLM_MAX_INFLIGHT")
+    slot_wait_secs: float = Field(5.0, alias="EXAI_SLOT_WAIT_SECS")
+    rate_limit_per_sec: float = Field(20.0, alias="EXAI_RATE_LIMIT_PER_SEC")
+    rate_limit_burst: int = Field(40, alias="EXAI_RATE_LIMIT_BURST")
+    tool_timeout_secs: float = Field(120.0, alias="EXAI_TOOL_TIMEOUT_SECS")
+
+    # Providers
+    default_model: str = Field("glm-4.5-flash", alias="DEFAULT_MODEL")
+    kimi_api_key: SecretStr = Field(SecretStr(""), alias="KIMI_API_KEY")
+    kimi_api_url: str = Field("https://api.moonshot.ai/v1", alias="KIMI_API_URL")
+    glm_api_key: SecretStr = Field(SecretStr(""), alias="GLM_API_KEY")
+    glm_api_url: str = Field("https://api.z.ai/api/paas/v4", alias="GLM_API_URL")
+    provider_timeout_secs: float = Field(60.0, alias="EXAI_PROVIDER_TIMEOUT_SECS")
+    provider_max_retries: int = Field(3, alias="EXAI_PROVIDER_MAX_RETRIES")
+    provider_retry_base_secs: float = Field(0.5, alias="EXAI_PROVIDER_RETRY_BASE_SECS")
+    provider_retry_max_secs: float = Field(20.0, alias="EXAI_PROVIDER_RETRY_MAX_SECS")
+    circuit_failure_threshold: int = Field(5, alias="EXAI_CIRCUIT_FAILURE_THRESHOLD")
+    circuit_reset_secs: float = Field(30.0, alias="EXAI_CIRCUIT_RESET_SECS")
+
+    # Conversation threads
+    redis_url: str = Field("", alias="REDIS_URL")
+    redis_retry_secs: float = Field(5.0, alias="EXAI_REDIS_RETRY_SECS")
+    conversation_timeout_hours: float = Field(3.0, alias="CONVERSATION_TIMEOUT_HOURS")
+    max_conversation_turns: int = Field(20, alias="MAX_CONVERSATION_TURNS")
+
+    # Supabase persistence
+    supabase_url: str = Field("", alias="SUPABASE_URL")
+    supabase_service_role_key: SecretStr = Field(SecretStr(""), alias="SUPABASE_SERVICE_ROLE_KEY")
+
+    # Health endpoint
+    health_host: str = Field("127.0.0.1", alias="HEALTH_CHECK_HOST")
+    health_port: int = Field(8081, alias="HEALTH_CHECK_PORT")
+
+    @field_validator("ws_max_bytes", "max_connections", "max_connections_per_client",
+                     "session_max_inflight", "global_max_inflight", "kimi_max_inflight",
+                     "glm_max_inflight", "rate_limit_burst", "max_conversation_turns")
+    @classmethod
+    def _positive(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError("must be at least 1")
+        return value
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.ws_token.get_secret_value())
+
+    @property
+    def conversation_ttl_secs(self) -> int:
+        return max(1, int(self.conversation_timeout_hours * 3600))
+
+    def unsafe_bind_reason(self) -> str | None:
+        """Why starting would be unsafe (no token on a public address), or None when it is fine."""
+        if self.auth_enabled or self.ws_host in LOOPBACK_HOSTS or self.ws_allow_insecure_public:
+            return None
+        return (f"EXAI_WS_TOKEN is empty and EXAI_WS_HOST={self.ws_host} is not loopback; set a "
+                "token or EXAI_WS_ALLOW_INSECURE_PUBLIC=true")

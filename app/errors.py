@@ -1,0 +1,45 @@
+"""The contract's error codes, and the exception that carries one to the reply."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+
+class ErrorCode(StrEnum):
+    INVALID_REQUEST = "INVALID_REQUEST"
+    VALIDATION_ERROR = "VALIDATION_ERROR"
+    UNAUTHORIZED = "UNAUTHORIZED"
+    TOOL_NOT_FOUND = "TOOL_NOT_FOUND"
+    INVALID_ARGUMENTS = "INVALID_ARGUMENTS"
+    DUPLICATE_REQUEST_ID = "DUPLICATE_REQUEST_ID"
+    OVER_CAPACITY = "OVER_CAPACITY"
+    TIMEOUT = "TIMEOUT"
+    CANCELLED = "CANCELLED"
+    PROVIDER_ERROR = "PROVIDER_ERROR"
+    PROVIDER_UNAVAILABLE = "PROVIDER_UNAVAILABLE"
+    CONTINUATION_NOT_FOUND = "CONTINUATION_NOT_FOUND"
+    STORAGE_ERROR = "STORAGE_ERROR"
+    INTERNAL_ERROR = "INTERNAL_ERROR"
+
+
+class ToolError(Exception):
+    """A failure with a code the client can act on; the message must hold no secret.
+
+    ``error_type`` is the low-cardinality value recorded as ``error.type`` in telemetry; it
+    defaults to the code.
+    """
+
+    def __init__(self, code: ErrorCode, message: str, details: dict[str, Any] | None = None,
+                 error_type: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = details
+        self.error_type = error_type or code.value
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"code": self.code.value, "message": self.message}
+        if self.details:
+            body["details"] = self.details
+        return body

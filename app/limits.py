@@ -1,0 +1,74 @@
+"""Concurrency slots with a bounded wait, and a per-session token bucket.
+
+Slots are only ever released by the holder that acquired them (``async with``); nothing
+"recovers" capacity behind a caller's back, so capacity cannot inflate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+
+class CapacityExceeded(Exception):
+    """No slot became free within the bounded wait."""
+
+    def __init__(self, scope: str, retry_after: float) -> None:
+        super().__init__(f"{scope} concurrency limit reached")
+        self.scope = scope
+        self.retry_after = retry_after
+
+
+class Slots:
+    """A named concurrency limit; ``hold`` waits at most ``wait_secs`` for a slot."""
+
+    def __init__(self, scope: str, limit: int, wait_secs: float) -> None:
+        self.scope = scope
+        self.limit = limit
+        self._wait_secs = wait_secs
+        self._semaphore = asyncio.Semaphore(limit)
+        self._held = 0
+
+    @property
+    def in_use(self) -> int:
+        return self._held
+
+    @asynccontextmanager
+    async def hold(self) -> AsyncIterator[None]:
+        try:
+            async with asyncio.timeout(self._wait_secs):
+                await self._semaphore.acquire()
+        except TimeoutError:
+            raise CapacityExceeded(self.scope, retry_after=max(1.0, self._wait_secs)) from None
+        self._held += 1
+        try:
+            yield
+        finally:
+            self._held -= 1
+            self._semaphore.release()
+
+
+@dataclass
+class TokenBucket:
+    """``rate`` tokens per second up to ``burst``; ``take`` says how long to wait when empty."""
+
+    rate: float
+    burst: int
+    clock: Callable[[], float] = time.monotonic
+
+    def __post_init__(self) -> None:
+        self._tokens = float(self.burst)
+        self._updated = self.clock()
+
+    def take(self) -> float:
+        """Take one token: 0.0 when allowed, else the seconds until one is available."""
+        now = self.clock()
+        self._tokens = min(float(self.burst), self._tokens + (now - self._updated) * self.rate)
+        self._updated = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return 0.0
+        return (1.0 - self._tokens) / self.rate if self.rate > 0 else float("inf")

@@ -1,0 +1,1 @@
+"""Where conversations live: threads in Redis or memory, archived to Supabase."""

@@ -1,0 +1,1 @@
+"""The daemon's telemetry layer: SDK set-up, instruments, propagation and redaction."""

@@ -1,0 +1,117 @@
+"""The daemon's tracer and metric instruments, created once and passed to whoever records.
+
+Instruments are built from explicit providers rather than the globals, so a test can hand in
+providers backed by in-memory exporters and the code under test stays unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from opentelemetry import metrics, trace
+from opentelemetry.metrics import CallbackOptions, Observation
+
+from . import names
+
+GaugeCallback = Callable[[], Iterable[tuple[float, dict[str, str]]]]
+
+
+@dataclass
+class Instruments:
+    """Everything the daemon records, grouped by the component that records it."""
+
+    tracer: trace.Tracer
+    meter: metrics.Meter
+    # MCP server side
+    operation_duration: metrics.Histogram
+    session_duration: metrics.Histogram
+    sessions_active: metrics.UpDownCounter
+    calls_in_flight: metrics.UpDownCounter
+    rejections: metrics.Counter
+    websocket_io: metrics.Counter
+    # GenAI client side
+    genai_duration: metrics.Histogram
+    genai_tokens: metrics.Histogram
+    genai_ttfc: metrics.Histogram
+    genai_cost: metrics.Counter
+    genai_unpriced: metrics.Counter
+    # storage
+    db_duration: metrics.Histogram
+
+    def observe_gauge(self, name: str, description: str, unit: str, read: GaugeCallback) -> None:
+        """Register an asynchronous gauge whose values are read at each export."""
+
+        def callback(_options: CallbackOptions) -> Iterable[Observation]:
+            return [Observation(value, attributes) for value, attributes in read()]
+
+        self.meter.create_observable_gauge(name, callbacks=[callback], unit=unit,
+                                           description=description)
+
+
+def create_instruments(
+    version: str,
+    tracer_provider: trace.TracerProvider | None = None,
+    meter_provider: metrics.MeterProvider | None = None,
+) -> Instruments:
+    """Create the daemon's instruments on the given providers (the globals by default)."""
+    tracer = trace.get_tracer(names.INSTRUMENTATION_SCOPE, version, tracer_provider)
+    meter = metrics.get_meter(names.INSTRUMENTATION_SCOPE, version, meter_provider)
+    return Instruments(
+        tracer=tracer,
+        meter=meter,
+        operation_duration=meter.create_histogram(
+            names.MCP_SERVER_OPERATION_DURATION, unit="s",
+            description="Duration of MCP-style requests as seen by the server.",
+            explicit_bucket_boundaries_advisory=list(names.MCP_DURATION_BUCKETS),
+        ),
+        session_duration=meter.create_histogram(
+            names.MCP_SERVER_SESSION_DURATION, unit="s",
+            description="Duration of client sessions (WebSocket connections after hello).",
+            explicit_bucket_boundaries_advisory=list(names.MCP_DURATION_BUCKETS),
+        ),
+        sessions_active=meter.create_up_down_counter(
+            names.EXAI_SESSIONS_ACTIVE, unit="{session}",
+            description="Client sessions currently open.",
+        ),
+        calls_in_flight=meter.create_up_down_counter(
+            names.EXAI_CALLS_IN_FLIGHT, unit="{call}",
+            description="Tool calls currently executing.",
+        ),
+        rejections=meter.create_counter(
+            names.EXAI_REJECTIONS, unit="{request}",
+            description="Requests refused by a rate limit or a concurrency limit.",
+        ),
+        websocket_io=meter.create_counter(
+            names.EXAI_WEBSOCKET_BYTES, unit="By",
+            description="Bytes of WebSocket text frames received and sent.",
+        ),
+        genai_duration=meter.create_histogram(
+            names.GEN_AI_CLIENT_OPERATION_DURATION, unit="s",
+            description="Duration of LLM provider calls.",
+            explicit_bucket_boundaries_advisory=list(names.GEN_AI_DURATION_BUCKETS),
+        ),
+        genai_tokens=meter.create_histogram(
+            names.GEN_AI_CLIENT_TOKEN_USAGE, unit="{token}",
+            description="Tokens used per LLM provider call, by token type.",
+            explicit_bucket_boundaries_advisory=list(names.GEN_AI_TOKEN_BUCKETS),
+        ),
+        genai_ttfc=meter.create_histogram(
+            names.GEN_AI_CLIENT_TIME_TO_FIRST_CHUNK, unit="s",
+            description="Time from request to the first streamed chunk.",
+            explicit_bucket_boundaries_advisory=list(names.GEN_AI_DURATION_BUCKETS),
+        ),
+        genai_cost=meter.create_counter(
+            names.EXAI_GEN_AI_COST, unit="USD",
+            description="Cost of LLM calls from the local price table.",
+        ),
+        genai_unpriced=meter.create_counter(
+            names.EXAI_GEN_AI_UNPRICED_CALLS, unit="{call}",
+            description="LLM calls whose model is not in the price table (cost unknown, not zero).",
+        ),
+        db_duration=meter.create_histogram(
+            names.DB_CLIENT_OPERATION_DURATION, unit="s",
+            description="Duration of storage operations.",
+            explicit_bucket_boundaries_advisory=list(names.DB_DURATION_BUCKETS),
+        ),
+    )
