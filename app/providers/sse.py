@@ -1,0 +1,209 @@
+"""Decoding OpenAI-style chat-completions responses: SSE events, chunks and usage. No I/O here.
+
+The providers differ in small ways this module absorbs:
+- usage arrives in a final chunk (``stream_options.include_usage``), either at the top level
+  (OpenAI, GLM) or inside ``choices[0].usage`` (Kimi);
+- cache hits are ``usage.cached_tokens`` (Kimi) or ``usage.prompt_tokens_details.cached_tokens``
+  (OpenAI, GLM), and in both cases are already counted inside ``prompt_tokens``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .base import Usage
+
+DONE = "[DONE]"
+
+
+class ResponseFormatError(ValueError):
+    """The upstream sent something that is not a chat-completions response."""
+
+
+class StreamErrorEvent(ResponseFormatError):
+    """The upstream reported an error inside the stream (``{"error": {...}}`` as a chunk)."""
+
+
+class SSEDecoder:
+    """Turns the lines of a ``text/event-stream`` body into the data payload of each event.
+
+    Follows the SSE rules the providers rely on: ``data:`` lines (one optional space after the
+    colon) are joined with newlines, a blank line ends an event, ``:`` lines are comments and other
+    fields (``event:``, ``id:``, ``retry:``) are ignored.
+    """
+
+    def __init__(self) -> None:
+        self._data: list[str] = []
+
+    def feed(self, line: str) -> str | None:
+        """Feed one line (without its line ending); return an event's data when one completes."""
+        line = line.rstrip("\r\n")
+        if not line:
+            return self._flush()
+        if line.startswith(":"):
+            return None
+        field, _, value = line.partition(":")
+        if field == "data":
+            self._data.append(value[1:] if value.startswith(" ") else value)
+        return None
+
+    def close(self) -> str | None:
+        """End of stream: return the last event if the body did not end with a blank line."""
+        return self._flush()
+
+    def _flush(self) -> str | None:
+        if not self._data:
+            return None
+        data = "\n".join(self._data)
+        self._data = []
+        return data
+
+
+def iter_events(lines: Iterable[str]) -> Iterator[str]:
+    """The data payloads of all events in ``lines`` (handy for tests and small bodies)."""
+    decoder = SSEDecoder()
+    for line in lines:
+        data = decoder.feed(line)
+        if data is not None:
+            yield data
+    data = decoder.close()
+    if data is not None:
+        yield data
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """What one streamed chunk contributes to the answer."""
+
+    text: str = ""
+    finish_reason: str | None = None
+    response_id: str | None = None
+    model: str | None = None
+    usage: Usage | None = None
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A whole (non-streamed) answer."""
+
+    text: str
+    finish_reason: str | None
+    response_id: str | None
+    model: str | None
+    usage: Usage | None
+
+
+def parse_usage(raw: Any) -> Usage | None:
+    """Usage from an OpenAI-style ``usage`` object, or None when there is none."""
+    if not isinstance(raw, Mapping):
+        return None
+    prompt = _count(raw.get("prompt_tokens"))
+    completion = _count(raw.get("completion_tokens"))
+    if prompt is None and completion is None:
+        return None
+    cached = _count(raw.get("cached_tokens"))
+    if cached is None:
+        details = raw.get("prompt_tokens_details")
+        if isinstance(details, Mapping):
+            cached = _count(details.get("cached_tokens"))
+    prompt = prompt or 0
+    return Usage(input_tokens=prompt, output_tokens=completion or 0,
+                 cached_input_tokens=min(cached or 0, prompt))
+
+
+def parse_chunk(data: str) -> Chunk:
+    """Decode one SSE data payload (not ``[DONE]``) into a :class:`Chunk`."""
+    obj = _load_object(data)
+    if "error" in obj:
+        raise StreamErrorEvent("the stream carried an error event")
+    choices = obj.get("choices")
+    if choices is None:
+        choices = []
+    if not isinstance(choices, list):
+        raise ResponseFormatError("'choices' is not a list")
+    text = ""
+    finish_reason = None
+    usage = parse_usage(obj.get("usage"))
+    if choices:
+        choice = choices[0]
+        if not isinstance(choice, Mapping):
+            raise ResponseFormatError("a choice is not an object")
+        delta = choice.get("delta")
+        if isinstance(delta, Mapping) and isinstance(delta.get("content"), str):
+            text = delta["content"]
+        finish_reason = _str_or_none(choice.get("finish_reason"))
+        if usage is None:  # Kimi: usage inside the last choice
+            usage = parse_usage(choice.get("usage"))
+    return Chunk(text=text, finish_reason=finish_reason, response_id=_str_or_none(obj.get("id")),
+                 model=_str_or_none(obj.get("model")), usage=usage)
+
+
+def parse_completion(body: bytes | str) -> Completion:
+    """Decode a non-streamed chat-completions response body."""
+    obj = _load_object(body)
+    choices = obj.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], Mapping):
+        raise ResponseFormatError("the response has no choices")
+    choice = choices[0]
+    message = choice.get("message")
+    if not isinstance(message, Mapping):
+        raise ResponseFormatError("the first choice has no message")
+    content = message.get("content")
+    if content is not None and not isinstance(content, str):
+        raise ResponseFormatError("the message content is not text")
+    usage = parse_usage(obj.get("usage")) or parse_usage(choice.get("usage"))
+    return Completion(text=content or "", finish_reason=_str_or_none(choice.get("finish_reason")),
+                      response_id=_str_or_none(obj.get("id")), model=_str_or_none(obj.get("model")),
+                      usage=usage)
+
+
+class StreamAccumulator:
+    """Collects chunks into the final answer; keeps the last id, model, finish reason and usage."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.finish_reason: str | None = None
+        self.response_id: str | None = None
+        self.model: str | None = None
+        self.usage: Usage | None = None
+        self.done = False
+
+    def add(self, chunk: Chunk) -> None:
+        if chunk.text:
+            self.parts.append(chunk.text)
+        self.finish_reason = chunk.finish_reason or self.finish_reason
+        self.response_id = chunk.response_id or self.response_id
+        self.model = chunk.model or self.model
+        self.usage = chunk.usage or self.usage
+
+    @property
+    def complete(self) -> bool:
+        """True once the stream said it was finished ([DONE] or a finish reason)."""
+        return self.done or self.finish_reason is not None
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+def _load_object(data: bytes | str) -> dict[str, Any]:
+    try:
+        obj = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ResponseFormatError("the body is not JSON") from exc
+    if not isinstance(obj, dict):
+        raise ResponseFormatError("the body is not a JSON object")
+    return obj
+
+
+def _count(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return max(int(value), 0)
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
