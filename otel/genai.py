@@ -1,0 +1,244 @@
+"""Telemetry of one LLM provider call: the GenAI CLIENT span and the ``gen_ai.client.*`` metrics.
+
+Kept apart from the providers so that their code reads as HTTP and JSON, not as telemetry. Use::
+
+    with chat_call(instruments, info) as call:   # span started and made current
+        ...                                       # the httpx request span becomes its child
+        call.first_chunk()                        # streaming: time to first chunk
+        call.set_response(...)                    # model, id, finish reason, usage, cost
+    # leaving the block ends the span exactly once: success, error, CancelledError or any other
+    # exception (e.g. the consumer of a stream went away), and records the metrics.
+
+Privacy: prompt and answer text go on the span only when
+``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`` is ``SPAN_ONLY``, ``SPAN_AND_EVENT`` or
+``true``; by default nothing but sizes and counts leaves the process. ``EVENT_ONLY`` captures
+nothing here because this module emits no events. Metric attributes are bounded: models outside
+the price table are reported as ``_OTHER`` and no id ever becomes a label.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from app import pricing
+
+from . import names
+from .instruments import Instruments
+
+CAPTURE_CONTENT_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+_CAPTURE_ON_SPAN = frozenset({"span_only", "span_and_event", "true"})
+OPERATION_CHAT = "chat"
+ERROR_CANCELLED = "cancelled"
+
+
+def capture_content_enabled(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether message content may be put on spans (read per call, so it can change at run time)."""
+    value = (environ if environ is not None else os.environ).get(CAPTURE_CONTENT_ENV, "")
+    return value.strip().lower() in _CAPTURE_ON_SPAN
+
+
+def error_type_of(exc: BaseException) -> str:
+    """A low-cardinality ``error.type`` for an exception that ended a call."""
+    if isinstance(exc, asyncio.CancelledError):
+        return ERROR_CANCELLED
+    declared = getattr(exc, "error_type", None)
+    if isinstance(declared, str) and declared:
+        return declared
+    cls = type(exc)
+    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+
+
+@dataclass(frozen=True)
+class ChatCallInfo:
+    """What is known about a chat call before it is sent."""
+
+    provider_name: str
+    request_model: str
+    stream: bool
+    server_address: str | None = None
+    server_port: int | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    conversation_id: str | None = None
+    messages: Sequence[Mapping[str, str]] = field(default=(), repr=False)
+
+
+class ChatCall:
+    """One call's span and measurements. Create it with :func:`chat_call`."""
+
+    def __init__(self, instruments: Instruments, info: ChatCallInfo,
+                 clock: Callable[[], float] = time.perf_counter,
+                 capture_content: bool | None = None) -> None:
+        self._instruments = instruments
+        self._info = info
+        self._clock = clock
+        self._capture = capture_content_enabled() if capture_content is None else capture_content
+        self._started = clock()
+        self._ttfc: float | None = None
+        self._ended = False
+        self._response_model: str | None = None
+        self._usage: pricing.UsageLike | None = None
+        self._cost: float | None = None
+        self.span = instruments.tracer.start_span(
+            f"{OPERATION_CHAT} {info.request_model}", kind=SpanKind.CLIENT,
+            attributes=self._request_attributes())
+
+    @property
+    def ended(self) -> bool:
+        return self._ended
+
+    def elapsed(self) -> float:
+        return self._clock() - self._started
+
+    def first_chunk(self) -> float:
+        """Mark the first streamed chunk (only the first call counts); returns the time to it."""
+        if self._ttfc is None:
+            self._ttfc = self.elapsed()
+        return self._ttfc
+
+    @property
+    def time_to_first_chunk(self) -> float | None:
+        return self._ttfc
+
+    def set_response(self, *, response_model: str | None, response_id: str | None,
+                     finish_reason: str | None, usage: pricing.UsageLike | None,
+                     cost_usd: float | None, text: str | None = None) -> None:
+        """Record what the provider answered (before the block ends)."""
+        self._response_model = response_model
+        self._usage = usage
+        self._cost = cost_usd
+        attrs: dict[str, Any] = {}
+        if response_model:
+            attrs[names.GEN_AI_RESPONSE_MODEL] = response_model
+        if response_id:
+            attrs[names.GEN_AI_RESPONSE_ID] = response_id
+        if finish_reason:
+            attrs[names.GEN_AI_RESPONSE_FINISH_REASONS] = [finish_reason]
+        if usage is not None:
+            attrs[names.GEN_AI_USAGE_INPUT_TOKENS] = usage.input_tokens
+            attrs[names.GEN_AI_USAGE_OUTPUT_TOKENS] = usage.output_tokens
+            attrs[names.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = usage.cached_input_tokens
+        if cost_usd is not None:
+            attrs[names.GEN_AI_USAGE_COST] = cost_usd
+            attrs[names.EXAI_PRICE_TABLE_VERSION] = pricing.version
+        if self._capture and text is not None:
+            attrs[names.GEN_AI_OUTPUT_MESSAGES] = json.dumps(
+                [{"role": "assistant", "parts": [{"type": "text", "content": text}],
+                  "finish_reason": finish_reason or ""}], ensure_ascii=False)
+        self.span.set_attributes(attrs)
+
+    def end(self, error_type: str | None = None, description: str | None = None) -> None:
+        """End the span and record the metrics; every call after the first does nothing."""
+        if self._ended:
+            return
+        self._ended = True
+        duration = self.elapsed()
+        try:
+            self._record_metrics(duration, error_type)
+            if self._ttfc is not None:
+                self.span.set_attribute(names.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, self._ttfc)
+            if error_type is not None:
+                self.span.set_attribute(names.ERROR_TYPE, error_type)
+                self.span.set_status(Status(StatusCode.ERROR, description or error_type))
+        finally:
+            self.span.end()
+
+    # --- internals ---------------------------------------------------------------------------
+
+    def _request_attributes(self) -> dict[str, Any]:
+        info = self._info
+        attrs: dict[str, Any] = {
+            names.GEN_AI_OPERATION_NAME: OPERATION_CHAT,
+            names.GEN_AI_PROVIDER_NAME: info.provider_name,
+            names.GEN_AI_REQUEST_MODEL: info.request_model,
+            names.GEN_AI_REQUEST_STREAM: info.stream,
+        }
+        if info.temperature is not None:
+            attrs[names.GEN_AI_REQUEST_TEMPERATURE] = info.temperature
+        if info.max_tokens is not None:
+            attrs[names.GEN_AI_REQUEST_MAX_TOKENS] = info.max_tokens
+        if info.conversation_id:
+            attrs[names.GEN_AI_CONVERSATION_ID] = info.conversation_id
+        if info.server_address:
+            attrs[names.SERVER_ADDRESS] = info.server_address
+        if info.server_port is not None:
+            attrs[names.SERVER_PORT] = info.server_port
+        if self._capture:
+            attrs.update(_content_attributes(info.messages))
+        return attrs
+
+    def _metric_attributes(self, error_type: str | None) -> dict[str, str]:
+        attrs = {
+            names.GEN_AI_OPERATION_NAME: OPERATION_CHAT,
+            names.GEN_AI_PROVIDER_NAME: self._info.provider_name,
+            names.GEN_AI_REQUEST_MODEL: pricing.metric_model(self._info.request_model),
+        }
+        if self._response_model:
+            attrs[names.GEN_AI_RESPONSE_MODEL] = pricing.metric_model(self._response_model)
+        if error_type is not None:
+            attrs[names.ERROR_TYPE] = error_type
+        return attrs
+
+    def _record_metrics(self, duration: float, error_type: str | None) -> None:
+        inst = self._instruments
+        attrs = self._metric_attributes(error_type)
+        inst.genai_duration.record(duration, attrs)
+        if self._ttfc is not None:
+            inst.genai_ttfc.record(self._ttfc, attrs)
+        if error_type is not None or self._usage is None:
+            return
+        inst.genai_tokens.record(self._usage.input_tokens,
+                                 {**attrs, names.GEN_AI_TOKEN_TYPE: "input"})
+        inst.genai_tokens.record(self._usage.output_tokens,
+                                 {**attrs, names.GEN_AI_TOKEN_TYPE: "output"})
+        if self._cost is None:
+            inst.genai_unpriced.add(1, attrs)
+        else:
+            inst.genai_cost.add(self._cost, {**attrs, names.EXAI_PRICE_TABLE_VERSION: pricing.version})
+
+
+@contextmanager
+def chat_call(instruments: Instruments, info: ChatCallInfo, *,
+              clock: Callable[[], float] = time.perf_counter) -> Iterator[ChatCall]:
+    """Start a GenAI CLIENT span, make it current for the block, and end it on the way out."""
+    call = ChatCall(instruments, info, clock=clock)
+    try:
+        with trace.use_span(call.span, end_on_exit=False, record_exception=False,
+                            set_status_on_exception=False):
+            yield call
+    except BaseException as exc:
+        call.end(error_type_of(exc), _safe_description(exc))
+        raise
+    else:
+        call.end()
+
+
+def _safe_description(exc: BaseException) -> str | None:
+    """Only our own error messages go on the status; others may quote upstream or user text."""
+    if isinstance(exc, asyncio.CancelledError):
+        return "cancelled"
+    if hasattr(exc, "error_type"):
+        return str(exc)
+    return None
+
+
+def _content_attributes(messages: Sequence[Mapping[str, str]]) -> dict[str, str]:
+    system = [{"type": "text", "content": m.get("content", "")}
+              for m in messages if m.get("role") == "system"]
+    chat = [{"role": m.get("role", "user"),
+             "parts": [{"type": "text", "content": m.get("content", "")}]}
+            for m in messages if m.get("role") != "system"]
+    attrs = {names.GEN_AI_INPUT_MESSAGES: json.dumps(chat, ensure_ascii=False)}
+    if system:
+        attrs[names.GEN_AI_SYSTEM_INSTRUCTIONS] = json.dumps(system, ensure_ascii=False)
+    return attrs
