@@ -1,0 +1,120 @@
+"""The Redis-backed thread store against a real redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+import pytest
+from opentelemetry.instrumentation.redis import RedisInstrumentor
+from opentelemetry.trace import SpanKind
+from redis.asyncio import Redis
+
+from app.storage.memory import MemoryThreads
+from app.storage.redis_store import KEY_PREFIX, RedisThreads
+from app.storage.threads import ThreadStore
+from app.storage.turns import Turn
+from otel import names
+
+
+def contents(thread: list[Turn] | None) -> list[str]:
+    assert thread is not None
+    return [t.content for t in thread]
+
+
+async def test_round_trip_under_prefixed_key_with_ttl(shared_redis, make_store) -> None:
+    store = await make_store(shared_redis.url, ttl_hours=1)
+    cid = str(uuid.uuid4())
+    first = [Turn("user", "hi ü"), Turn("assistant", "hello")]
+    assert await store.append(cid, first) == first
+    assert await store.load(cid) == first
+    async with Redis.from_url(shared_redis.url, decode_responses=True) as raw:
+        key = f"{KEY_PREFIX}{cid}"
+        assert [json.loads(item)["content"] for item in await raw.lrange(key, 0, -1)] == \
+            ["hi ü", "hello"]
+        assert 3590 * 1000 < await raw.pttl(key) <= 3600 * 1000
+    assert (await store.health())["status"] == "healthy"
+
+
+async def test_unknown_thread_is_none(shared_redis, make_store) -> None:
+    store = await make_store(shared_redis.url)
+    assert await store.load(str(uuid.uuid4())) is None
+
+
+async def test_expires_after_ttl_and_append_refreshes_it(shared_redis, telemetry) -> None:
+    redis = RedisThreads(shared_redis.url, 0.4, 20, telemetry.instruments.db_duration)
+    store = ThreadStore(MemoryThreads(0.4, 20), redis)
+    try:
+        cid = str(uuid.uuid4())
+        await store.append(cid, [Turn("user", "one")])
+        await asyncio.sleep(0.25)
+        await store.append(cid, [Turn("user", "two")])
+        await asyncio.sleep(0.25)
+        assert contents(await store.load(cid)) == ["one", "two"]
+        await asyncio.sleep(0.3)
+        assert await store.load(cid) is None
+    finally:
+        await store.aclose()
+
+
+async def test_trimming_keeps_newest_turns_in_order(shared_redis, make_store) -> None:
+    store = await make_store(shared_redis.url, max_turns=4)
+    cid = str(uuid.uuid4())
+    for i in range(0, 10, 2):
+        stored = await store.append(cid, [Turn("user", f"m{i}"), Turn("assistant", f"m{i + 1}")])
+    assert contents(stored) == ["m6", "m7", "m8", "m9"]
+    assert contents(await store.load(cid)) == ["m6", "m7", "m8", "m9"]
+    big = [Turn("user", f"b{i}") for i in range(6)]
+    assert contents(await store.append(cid, big)) == ["b2", "b3", "b4", "b5"]
+
+
+async def test_threads_are_isolated(shared_redis, make_store) -> None:
+    store = await make_store(shared_redis.url)
+    a, b = str(uuid.uuid4()), str(uuid.uuid4())
+    await asyncio.gather(*(store.append(a, [Turn("user", f"a{i}")]) for i in range(5)),
+                         *(store.append(b, [Turn("user", f"b{i}")]) for i in range(5)))
+    assert sorted(contents(await store.load(a))) == [f"a{i}" for i in range(5)]
+    assert sorted(contents(await store.load(b))) == [f"b{i}" for i in range(5)]
+
+
+async def test_records_operation_duration_with_bounded_attributes(
+        shared_redis, make_store, telemetry) -> None:
+    store = await make_store(shared_redis.url)
+    for _ in range(3):
+        cid = str(uuid.uuid4())
+        await store.append(cid, [Turn("user", "x")])
+        await store.load(cid)
+    points = {p.attributes[names.DB_OPERATION_NAME]: p
+              for p in telemetry.points(names.DB_CLIENT_OPERATION_DURATION)}
+    assert set(points) == {"PING", "RPUSH LTRIM PEXPIRE LRANGE", "LRANGE"}
+    assert points["LRANGE"].count == 3 and points["RPUSH LTRIM PEXPIRE LRANGE"].count == 3
+    for operation, point in points.items():
+        assert dict(point.attributes) == {names.DB_SYSTEM_NAME: "redis",
+                                          names.DB_OPERATION_NAME: operation}
+        assert 0 < point.sum < 1
+
+
+@pytest.fixture
+def traced_redis(telemetry):
+    """Redis instrumentation on this test's tracer provider (as the daemon does globally)."""
+    instrumentor = RedisInstrumentor()
+    if instrumentor.is_instrumented_by_opentelemetry:
+        pytest.skip("Redis is already instrumented globally by another fixture")
+    instrumentor.instrument(tracer_provider=telemetry.tracer_provider)
+    yield telemetry.spans
+    instrumentor.uninstrument()
+
+
+async def test_operations_are_traced_by_redis_instrumentation(
+        shared_redis, make_store, traced_redis) -> None:
+    store = await make_store(shared_redis.url)
+    cid = str(uuid.uuid4())
+    await store.append(cid, [Turn("user", "x")])
+    await store.load(cid)
+    spans = {span.name: span for span in traced_redis.get_finished_spans()}
+    assert {"RPUSH LTRIM PEXPIRE LRANGE", "LRANGE"} <= set(spans)
+    for span in spans.values():
+        assert span.kind is SpanKind.CLIENT
+        system = span.attributes.get("db.system.name") or span.attributes.get("db.system")
+        assert system == "redis"
