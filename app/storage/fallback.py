@@ -27,7 +27,7 @@ class Outage:
         self._changes[continuation_id] = self._changes.get(continuation_id, 0) + 1
 
     async def write_back(self, memory: MemoryThreads, redis: RedisThreads) -> int:
-        """Copy every changed thread to Redis until none is pending; return how many were copied.
+        """Copy every changed thread to Redis until none is pending; return the copies written.
 
         The memory copy is what callers saw during the outage, so it replaces whatever Redis holds
         under that id. A thread appended to while its copy was in flight is copied again. Raises

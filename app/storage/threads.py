@@ -130,13 +130,13 @@ class ThreadStore:
     async def _recover(self) -> None:
         """PING Redis every ``retry_secs``; once it answers, write memory back and switch."""
         assert self._redis is not None
-        while self._outage is not None:
+        while (outage := self._outage) is not None:
             await asyncio.sleep(self._retry_secs)
             try:
                 await self._redis.ping()
-                copied = await self._outage.write_back(self._memory, self._redis)
+                copied = await outage.write_back(self._memory, self._redis)
             except REDIS_FAILURES as exc:
-                self._outage.last_error = self._redis.describe(exc)
+                outage.last_error = self._redis.describe(exc)
                 continue
             # No await since write_back found nothing pending: no memory write can slip between.
             self._memory.clear()
