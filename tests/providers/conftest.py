@@ -1,0 +1,170 @@
+"""Fixtures for the provider tests: a fake upstream on a real loopback socket, in-memory telemetry
+(never the global providers) and registries pointed at the fake."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+from aiohttp import web
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from app.config import Settings
+from app.fake_llm import FakeLLMConfig, start_fake_llm
+from app.providers.registry import ProviderRegistry
+from otel.instruments import Instruments, create_instruments
+
+# Looks like a real key on purpose, so that a leak would be found by a plain substring search.
+API_KEY = "sk-test-0123456789abcdefCANARYKEY"
+
+
+@dataclass
+class FakeUpstream:
+    runner: web.AppRunner
+    port: int
+
+    def url(self, path: str = "") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    async def _control(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        async with httpx.AsyncClient() as client:
+            response = await client.request(method, self.url(path), json=body)
+            response.raise_for_status()
+            return response.json()
+
+    async def stats(self) -> dict[str, int]:
+        return await self._control("GET", "/_fake/stats")
+
+    async def fault(self, status: int, count: int = 1, retry_after: float | None = None) -> None:
+        await self._control("POST", "/_fake/faults",
+                            {"status": status, "count": count, "retry_after": retry_after})
+
+    async def configure(self, **changes: float) -> None:
+        await self._control("POST", "/_fake/config", changes)
+
+    async def wait_for(self, stat: str, value: int, timeout: float = 5.0) -> dict[str, int]:
+        """Poll the stats until ``stat`` reaches ``value`` (the upstream notices aborts lazily)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            stats = await self.stats()
+            if stats[stat] >= value or loop.time() > deadline:
+                return stats
+            await asyncio.sleep(0.02)
+
+
+@dataclass
+class Telemetry:
+    spans: InMemorySpanExporter
+    reader: InMemoryMetricReader
+    tracer_provider: TracerProvider
+    meter_provider: MeterProvider
+    instruments: Instruments
+
+    def finished(self, name_prefix: str = "") -> list[ReadableSpan]:
+        return [s for s in self.spans.get_finished_spans() if s.name.startswith(name_prefix)]
+
+    def genai_spans(self) -> list[ReadableSpan]:
+        return self.finished("chat ")
+
+    def metrics_json(self) -> str:
+        data = self.reader.get_metrics_data()
+        return data.to_json() if data is not None else ""
+
+    def points(self, name: str) -> list[tuple[dict[str, Any], Any]]:
+        """(attributes, data point) of every point of metric ``name``."""
+        data = self.reader.get_metrics_data()
+        found = []
+        for rm in data.resource_metrics if data else []:
+            for sm in rm.scope_metrics:
+                for metric in sm.metrics:
+                    if metric.name == name:
+                        found += [(dict(p.attributes), p) for p in metric.data.data_points]
+        return found
+
+    def spans_json(self) -> str:
+        return json.dumps([json.loads(s.to_json()) for s in self.spans.get_finished_spans()])
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeUpstream]:
+    runner, port = await start_fake_llm("127.0.0.1", 0, FakeLLMConfig(seed=7))
+    try:
+        yield FakeUpstream(runner, port)
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+def telemetry() -> Iterator[Telemetry]:
+    exporter = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    reader = InMemoryMetricReader()
+    meter_provider = MeterProvider(metric_readers=[reader])
+    yield Telemetry(exporter, reader, tracer_provider, meter_provider,
+                    create_instruments("test", tracer_provider, meter_provider))
+    tracer_provider.shutdown()
+    meter_provider.shutdown()
+
+
+@dataclass
+class SleepRecorder:
+    """An injectable sleep that records what was asked and yields without waiting."""
+
+    calls: list[float] = field(default_factory=list)
+
+    async def __call__(self, secs: float) -> None:
+        self.calls.append(secs)
+        await asyncio.sleep(0)
+
+
+@dataclass
+class ManualClock:
+    now: float = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def settings_for(fake: FakeUpstream | None, **overrides: Any) -> Settings:
+    """Settings pointing both providers at the fake, with fast retries; overrides by alias."""
+    values: dict[str, Any] = {
+        "KIMI_API_URL": fake.url("/v1") if fake else "http://127.0.0.1:9/v1",
+        "GLM_API_URL": fake.url("/api/paas/v4") if fake else "http://127.0.0.1:9/api/paas/v4",
+        "KIMI_API_KEY": API_KEY,
+        "GLM_API_KEY": API_KEY,
+        "DEFAULT_MODEL": "glm-4.5-flash",
+        "EXAI_PROVIDER_TIMEOUT_SECS": 5.0,
+        "EXAI_PROVIDER_MAX_RETRIES": 2,
+        "EXAI_PROVIDER_RETRY_BASE_SECS": 0.01,
+        "EXAI_PROVIDER_RETRY_MAX_SECS": 5.0,
+        "EXAI_CIRCUIT_FAILURE_THRESHOLD": 5,
+        "EXAI_CIRCUIT_RESET_SECS": 30.0,
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)
+
+
+@pytest.fixture
+async def make_registry(telemetry: Telemetry) -> AsyncIterator[Callable[..., ProviderRegistry]]:
+    """Build registries on the test's telemetry; all are closed at the end of the test."""
+    made: list[ProviderRegistry] = []
+
+    def build(settings: Settings, **kwargs: Any) -> ProviderRegistry:
+        registry = ProviderRegistry(settings, telemetry.instruments, **kwargs)
+        made.append(registry)
+        return registry
+
+    yield build
+    for registry in made:
+        await registry.aclose()
