@@ -18,6 +18,7 @@ from opentelemetry.metrics import Histogram
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from otel import names
@@ -28,8 +29,9 @@ KEY_PREFIX = "exai:thread:"
 # Redis answers in milliseconds; anything slower is an outage, and a chat must not wait on it.
 SOCKET_TIMEOUT_SECS = 1.0
 CONNECT_TIMEOUT_SECS = 1.0
-# One immediate retry reconnects a pooled connection that a Redis restart left stale.
-RETRIES = 1
+# One immediate retry on a connection error reconnects a pooled connection that a Redis restart
+# left stale. A timeout is not retried: a hung Redis would only cost the chat another timeout.
+RETRY = Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
 MAX_ERROR_CHARS = 300
 
 # What "Redis is unavailable" looks like: the store falls back to memory on these.
@@ -49,7 +51,7 @@ class RedisThreads:
                  prefix: str = KEY_PREFIX) -> None:
         self._client = Redis.from_url(
             url, decode_responses=True, socket_timeout=SOCKET_TIMEOUT_SECS,
-            socket_connect_timeout=CONNECT_TIMEOUT_SECS, retry=Retry(NoBackoff(), RETRIES),
+            socket_connect_timeout=CONNECT_TIMEOUT_SECS, retry=RETRY,
         )
         self._password = urlsplit(url).password
         self._ttl_ms = max(1, int(ttl_secs * 1000))

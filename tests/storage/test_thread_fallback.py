@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 import time
 import uuid
 
@@ -152,3 +154,30 @@ async def test_aclose_stops_the_probe(own_redis, telemetry) -> None:
     await asyncio.sleep(0.2)
     assert store.fallback_active  # nobody probes a closed store
     assert (await store.health())["status"] == "unhealthy"
+
+
+async def test_unresponsive_redis_times_out_fast_and_recovers(
+        own_redis, make_store, telemetry) -> None:
+    store = await make_store(own_redis.url, retry_secs=0.2)
+    cid = str(uuid.uuid4())
+    os.kill(own_redis.process.pid, signal.SIGSTOP)  # accepts connections, never answers
+    try:
+        started = time.monotonic()
+        assert contents(await store.append(cid, [Turn("user", "hi")])) == ["hi"]
+        elapsed = time.monotonic() - started
+        assert store.fallback_active
+    finally:
+        os.kill(own_redis.process.pid, signal.SIGCONT)
+    assert elapsed < 2, f"append waited {elapsed:.1f}s on a hung Redis"
+    failed = [p.attributes for p in telemetry.points(names.DB_CLIENT_OPERATION_DURATION)
+              if names.ERROR_TYPE in p.attributes]
+    assert failed == [{names.DB_SYSTEM_NAME: "redis",
+                       names.DB_OPERATION_NAME: "RPUSH LTRIM PEXPIRE LRANGE",
+                       names.ERROR_TYPE: "redis.exceptions.TimeoutError"}]
+
+    async def back_on_redis() -> bool:
+        return not store.fallback_active
+
+    await wait_for(back_on_redis, 5, "the store to return to Redis")
+    async with Redis.from_url(own_redis.url, decode_responses=True) as raw:
+        assert await raw.llen(f"{KEY_PREFIX}{cid}") == 1
