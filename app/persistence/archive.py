@@ -1,0 +1,281 @@
+"""The facade the daemon uses: record turns, rebuild history, report health.
+
+``record_turn`` only puts the turn in the outbox (Redis, or memory without it) and returns: a
+chat reply never waits on Supabase. A background worker delivers it. ``load_history`` reads the
+newest turns of a thread from Supabase (plus any of its writes still waiting in the outbox), for
+a chat that continues a thread Redis no longer has.
+
+Without ``SUPABASE_URL`` (or its key) ``build_archive`` returns a ``DisabledArchive``: every call
+is a no-op and health says "not_configured".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from app.storage.turns import Turn
+
+from .errors import ArchiveError, ArchiveUnavailable
+from .outbox import DEFAULT_PREFIX, Outbox, OutboxEntry
+from .repository import SupabaseRepository
+from .rows import conversation_row, format_timestamp, message_rows, newest_in_order, turn_from_row
+from .telemetry import SupabaseTelemetry
+from .worker import DeliveryWorker
+
+if TYPE_CHECKING:
+    from app.config import Settings
+    from otel.instruments import Instruments
+
+log = logging.getLogger("exai.persistence")
+
+DEFAULT_HISTORY_LIMIT = 20
+OUTCOME_FRESH_SECS = 30.0  # a delivery outcome this recent answers "is Supabase reachable?"
+PING_CACHE_SECS = 10.0
+PING_TIMEOUT_SECS = 3.0
+STALE_BACKLOG_SECS = 300.0  # an oldest pending write older than this makes the archive degraded
+
+
+def _iso(epoch: float | None) -> str | None:
+    return format_timestamp(datetime.fromtimestamp(epoch, UTC)) if epoch else None
+
+
+class Archive:
+    """Supabase persistence behind a durable outbox. ``start()`` before use, ``aclose()`` after."""
+
+    configured = True
+
+    def __init__(self, url: str, key: str, *, outbox: Outbox,
+                 telemetry: SupabaseTelemetry, owned_redis: Any = None,
+                 history_limit: int = DEFAULT_HISTORY_LIMIT, request_timeout_secs: float = 10.0,
+                 backoff_base_secs: float = 0.5, backoff_max_secs: float = 30.0,
+                 idle_poll_secs: float = 1.0, tracer_provider: Any = None,
+                 meter_provider: Any = None) -> None:
+        self._url = url
+        self._key = key
+        self.outbox = outbox
+        self.telemetry = telemetry
+        self.history_limit = history_limit
+        self._owned_redis = owned_redis
+        self._request_timeout_secs = request_timeout_secs
+        self._worker_options = {"backoff_base_secs": backoff_base_secs,
+                                "backoff_max_secs": backoff_max_secs,
+                                "idle_poll_secs": idle_poll_secs}
+        self._providers = {"tracer_provider": tracer_provider, "meter_provider": meter_provider}
+        self.repository: SupabaseRepository | None = None
+        self.worker: DeliveryWorker | None = None
+        self._ping: tuple[float, bool, dict[str, Any] | None] | None = None
+        self._start_lock = asyncio.Lock()
+        telemetry.register_gauges(lambda: self.outbox.last_stats)
+
+    # --- life cycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Build the Supabase client and start the delivery worker (no network call needed)."""
+        async with self._start_lock:
+            if self.repository is None:
+                self.repository = await SupabaseRepository.connect(
+                    self._url, self._key, self.telemetry,
+                    timeout_secs=self._request_timeout_secs, **self._providers)
+            if self.worker is None:
+                self.worker = DeliveryWorker(self.outbox, self.repository, self.telemetry,
+                                             **self._worker_options)
+            self.worker.start()
+        log.info("Supabase archive started (%s, outbox in %s)", urlsplit(self._url).hostname,
+                 self.outbox.backend)
+
+    async def drain(self, timeout_secs: float) -> bool:
+        """Wait until the outbox is empty (True) or ``timeout_secs`` passed (False)."""
+        deadline = time.monotonic() + timeout_secs
+        while True:
+            stats = await self.outbox.stats()
+            if stats.depth == 0:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            if self.worker:
+                self.worker.wake()
+            await asyncio.sleep(0.05)
+
+    async def aclose(self, drain_timeout_secs: float | None = None) -> None:
+        """Stop the worker and close connections. Without Redis, first try for a moment to
+        deliver what waits in memory (it would be lost); with Redis nothing is lost anyway."""
+        if drain_timeout_secs is None:
+            drain_timeout_secs = 2.0 if self.outbox.backend == "memory" else 0.0
+        if drain_timeout_secs > 0 and self.worker and self.worker.running:
+            if not await self.drain(drain_timeout_secs):
+                stats = self.outbox.last_stats
+                if self.outbox.backend == "memory" or stats.in_memory:
+                    log.error("Supabase archive closing with %d write(s) only in memory: they are "
+                              "lost", stats.in_memory)
+        if self.worker:
+            await self.worker.stop()
+            self.worker = None
+        if self.repository:
+            await self.repository.aclose()
+            self.repository = None
+        if self._owned_redis is not None:
+            await self._owned_redis.aclose()
+            self._owned_redis = None
+
+    # --- the chat tool's calls ----------------------------------------------------------------
+
+    async def record_turn(self, continuation_id: str, session_id: str | None,
+                          turns: Sequence[Turn], metadata: Mapping[str, Any] | None = None) -> None:
+        """Queue a chat exchange for Supabase and return at once; never raises.
+
+        ``turns`` are the turns this exchange added (typically the user turn and the assistant
+        turn); passing the whole thread is also safe, since turns already archived map to the
+        same idempotency keys. ``metadata`` (provider, model, usage...) goes on the conversation
+        and on the assistant turns.
+        """
+        try:
+            turns = list(turns)
+            if not turns:
+                return
+            entry = OutboxEntry(
+                continuation_id=continuation_id,
+                conversation=conversation_row(continuation_id, session_id, turns, metadata),
+                messages=message_rows(continuation_id, turns, metadata),
+            )
+            await self.outbox.put(entry)
+            if self.worker:
+                self.worker.wake()
+        except Exception:  # noqa: BLE001 - archiving must never fail a chat
+            log.exception("could not queue conversation %s for Supabase", continuation_id)
+
+    async def load_history(self, continuation_id: str, limit: int | None = None) -> list[Turn] | None:
+        """The newest ``limit`` turns of a thread, oldest first; None if Supabase has no such
+        thread. Raises ``ArchiveUnavailable`` (an ``ArchiveError``) when Supabase cannot answer."""
+        limit = self.history_limit if limit is None else limit
+        if self.repository is None:
+            raise ArchiveUnavailable("the Supabase archive is not started", error_type="not_started")
+        conversation_id = await self.repository.conversation_id(continuation_id)
+        rows = (await self.repository.newest_messages(conversation_id, limit)
+                if conversation_id and limit > 0 else [])
+        # Writes of this thread still in the outbox are part of its history too.
+        waiting = [m for e in await self.outbox.pending_for(continuation_id) for m in e.messages]
+        if conversation_id is None and not waiting:
+            return None
+        return [turn_from_row(row) for row in newest_in_order([*rows, *waiting], limit)]
+
+    # --- health -------------------------------------------------------------------------------
+
+    async def _reachable(self) -> tuple[bool | None, dict[str, Any] | None]:
+        worker = self.worker
+        now = time.time()
+        if worker is not None:
+            last = max(worker.last_success_at or 0, worker.last_failure_at or 0)
+            if last and now - last < OUTCOME_FRESH_SECS:
+                ok = (worker.last_success_at or 0) >= (worker.last_failure_at or 0)
+                return ok, None if ok else worker.last_error
+        if self._ping and now - self._ping[0] < PING_CACHE_SECS:
+            return self._ping[1], self._ping[2]
+        if self.repository is None:
+            return None, None
+        try:
+            await asyncio.wait_for(self.repository.ping(), PING_TIMEOUT_SECS)
+            result: tuple[bool, dict[str, Any] | None] = (True, None)
+        except ArchiveError as exc:
+            result = (False, exc.summary())
+        except (TimeoutError, asyncio.TimeoutError):
+            result = (False, {"code": None, "message": "ping timed out", "hint": None,
+                              "error_type": "timeout"})
+        self._ping = (now, *result)
+        return result
+
+    async def health(self) -> dict[str, Any]:
+        """The ``supabase`` health component. Never contains the key."""
+        stats = await self.outbox.stats()
+        reachable, error = await self._reachable()
+        worker = self.worker
+        degraded_reasons = []
+        if reachable is False:
+            degraded_reasons.append("supabase unreachable")
+        if self.outbox.redis_ok is False:
+            degraded_reasons.append("redis down: outbox in memory")
+        if stats.oldest_age_s > STALE_BACKLOG_SECS:
+            degraded_reasons.append("backlog older than %d s" % STALE_BACKLOG_SECS)
+        if worker is None or not worker.running:
+            degraded_reasons.append("delivery worker not running")
+        return {
+            "configured": True,
+            "status": "degraded" if degraded_reasons else "ok",
+            "reasons": degraded_reasons,
+            "host": urlsplit(self._url).hostname,
+            "reachable": reachable,
+            "last_error": error,
+            "last_success_at": _iso(worker.last_success_at if worker else None),
+            "durable": self.outbox.backend == "redis",
+            "backlog": stats.as_dict(),
+            "delivered": worker.delivered if worker else 0,
+            "dead_lettered": worker.dead_lettered if worker else 0,
+        }
+
+
+class DisabledArchive:
+    """What the daemon gets without Supabase settings: nothing is stored, health says why."""
+
+    configured = False
+
+    def __init__(self, reason: str = "SUPABASE_URL is not set") -> None:
+        self.reason = reason
+
+    async def start(self) -> None:
+        log.info("Supabase archive off: %s", self.reason)
+
+    async def aclose(self, drain_timeout_secs: float | None = None) -> None:
+        return None
+
+    async def drain(self, timeout_secs: float) -> bool:
+        return True
+
+    async def record_turn(self, continuation_id: str, session_id: str | None,
+                          turns: Sequence[Turn], metadata: Mapping[str, Any] | None = None) -> None:
+        return None
+
+    async def load_history(self, continuation_id: str, limit: int | None = None) -> list[Turn] | None:
+        return None
+
+    async def health(self) -> dict[str, Any]:
+        return {"configured": False, "status": "not_configured", "reason": self.reason}
+
+
+def build_archive(settings: "Settings", instruments: "Instruments | None" = None, *,
+                  redis: Any = None, outbox_prefix: str = DEFAULT_PREFIX,
+                  tracer_provider: Any = None, meter_provider: Any = None,
+                  **options: Any) -> Archive | DisabledArchive:
+    """The archive ``settings`` ask for.
+
+    ``redis``: a ``redis.asyncio.Redis`` to keep the outbox in (the daemon may share its own);
+    without one, a client is made from ``REDIS_URL`` if set, else the outbox is in memory.
+    ``tracer_provider`` / ``meter_provider`` go to the httpx instrumentation (globals if None).
+    ``options``: ``history_limit``, ``request_timeout_secs``, ``backoff_base_secs``,
+    ``backoff_max_secs``, ``idle_poll_secs``, and the outbox's ``memory_limit``.
+    """
+    url = settings.supabase_url.strip()
+    key = settings.supabase_service_role_key.get_secret_value().strip()
+    if not url:
+        return DisabledArchive("SUPABASE_URL is not set")
+    if not key:
+        return DisabledArchive("SUPABASE_SERVICE_ROLE_KEY is not set")
+    owned = None
+    if redis is None and settings.redis_url:
+        import redis.asyncio as redis_asyncio
+
+        redis = owned = redis_asyncio.Redis.from_url(
+            settings.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0)
+    telemetry = SupabaseTelemetry(instruments, url)
+    memory_limit = options.pop("memory_limit", 10_000)
+    outbox = Outbox(redis, prefix=outbox_prefix, memory_limit=memory_limit,
+                    on_drop=lambda _entry: telemetry.dropped.add(1))
+    if redis is None:
+        log.warning("Supabase outbox without Redis: writes waiting for Supabase are kept in "
+                    "memory and lost if the daemon stops before Supabase takes them")
+    return Archive(url, key, outbox=outbox, telemetry=telemetry, owned_redis=owned,
+                   tracer_provider=tracer_provider, meter_provider=meter_provider, **options)
