@@ -1,0 +1,134 @@
+"""The ``exai`` command line: serve, chat, fake-llm, loadgen."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+app = typer.Typer(help="The EX-AI daemon and its tools.", no_args_is_help=True,
+                  add_completion=False)
+console = Console(stderr=True)
+
+
+def _default_url() -> str:
+    host = os.environ.get("EXAI_WS_HOST", "127.0.0.1")
+    return os.environ.get("EXAI_WS_URL") or f"ws://{host}:{os.environ.get('EXAI_WS_PORT', '8079')}"
+
+
+@app.command()
+def serve(log_level: Annotated[str, typer.Option(help="Console log level.")] = "INFO") -> None:
+    """Run the daemon, configured from the environment (and ./.env)."""
+    from . import __version__
+    from .config import Settings
+    from .daemon import Daemon
+    from otel.logs import configure_logging
+    from otel.setup import configure_telemetry
+
+    settings = Settings()
+    telemetry = configure_telemetry(__version__)
+    configure_logging(log_level.upper(), telemetry.logger_provider)
+    try:
+        asyncio.run(Daemon(settings, telemetry).run_until_signalled())
+    finally:
+        telemetry.shutdown()
+
+
+@app.command()
+def chat(
+    prompt: str,
+    model: Annotated[Optional[str], typer.Option(help="Model; default DEFAULT_MODEL.")] = None,
+    continuation: Annotated[Optional[str], typer.Option(help="continuation_id to continue.")] = None,
+    stream: Annotated[bool, typer.Option(help="Print the answer as it streams.")] = False,
+    url: Annotated[Optional[str], typer.Option(help="Daemon URL (EXAI_WS_URL).")] = None,
+) -> None:
+    """Ask the daemon one question; print the answer, usage, cost and the trace id."""
+    from .client import DaemonClient
+
+    async def run() -> dict:
+        token = os.environ.get("EXAI_WS_TOKEN", "")
+        async with await DaemonClient.connect(url or _default_url(), token) as client:
+            arguments = {"prompt": prompt, "stream": stream}
+            if model:
+                arguments["model"] = model
+            if continuation:
+                arguments["continuation_id"] = continuation
+
+            def show(frame: dict) -> None:
+                if frame["op"] == "stream_chunk":
+                    print(frame["chunk"], end="", flush=True)
+                elif frame["op"] == "progress":
+                    console.print(f"[dim]{frame['message']}[/dim]")
+
+            return await client.call_tool("chat", arguments, on_frame=show)
+
+    reply = asyncio.run(run())
+    if not reply.get("ok"):
+        error = reply.get("error", {})
+        console.print(f"[red]{error.get('code')}[/red]: {error.get('message')}")
+        console.print(f"trace_id: {reply.get('trace_id')}")
+        raise typer.Exit(1)
+    if stream:
+        print()
+    else:
+        print(reply["outputs"][0]["text"])
+    meta = reply["metadata"]
+    cost = "unpriced" if meta.get("cost_usd") is None else f"${meta['cost_usd']:.6f}"
+    usage = meta.get("usage", {})
+    console.print(f"model: {meta.get('provider')}/{meta.get('model')}  tokens in/out/cached: "
+                  f"{usage.get('input_tokens')}/{usage.get('output_tokens')}/"
+                  f"{usage.get('cached_input_tokens')}  cost: {cost}")
+    console.print(f"continuation_id: {meta.get('continuation_id')}")
+    console.print(f"trace_id: {reply.get('trace_id')}")
+
+
+@app.command("fake-llm")
+def fake_llm(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8090,
+    latency_ms: Annotated[float, typer.Option(help="Delay before answering.")] = 0.0,
+    error_rate: Annotated[float, typer.Option(help="Share of calls failing (0-1).")] = 0.0,
+    ttft_ms: Annotated[float, typer.Option(help="Delay before the first streamed chunk.")] = 0.0,
+) -> None:
+    """A simulated OpenAI-compatible upstream for demos, tests and benchmarks."""
+    from .fake_llm import FakeLLMConfig, run_fake_llm
+
+    run_fake_llm(host, port, FakeLLMConfig(latency_ms=latency_ms, error_rate=error_rate,
+                                           ttft_ms=ttft_ms))
+
+
+@app.command()
+def loadgen(
+    url: Annotated[Optional[str], typer.Option(help="Daemon URL (EXAI_WS_URL).")] = None,
+    calls: Annotated[int, typer.Option(min=1)] = 100,
+    concurrency: Annotated[int, typer.Option(min=1)] = 4,
+    model: Annotated[Optional[str], typer.Option()] = None,
+    stream: Annotated[bool, typer.Option()] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Drive chat calls through the daemon and print calls/s, latency percentiles and errors."""
+    from .loadgen import run_load
+
+    token = os.environ.get("EXAI_WS_TOKEN", "")
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, transient=as_json) as progress:
+        task = progress.add_task("chat calls", total=calls)
+        summary = asyncio.run(run_load(url or _default_url(), token, calls, concurrency, model,
+                                       stream, on_done=lambda: progress.advance(task)))
+    result = summary.as_dict()
+    if as_json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            console.print(f"{key:>14}: {value}")
+    if summary.succeeded == 0:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,148 @@
+"""An asyncio client for the daemon's protocol, used by the CLI, the load generator and tests.
+
+One reader task demultiplexes frames by ``request_id``, so many calls can share a connection and
+progress or stream frames are never mistaken for a result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+RESULT_OPS = frozenset({"call_tool_res", "list_tools_res", "pong", "cancelled", "error"})
+OnFrame = Callable[[dict[str, Any]], Awaitable[None] | None]
+
+
+class HandshakeError(Exception):
+    def __init__(self, error: str, close_code: int | None) -> None:
+        super().__init__(f"hello refused: {error} (close code {close_code})")
+        self.error = error
+        self.close_code = close_code
+
+
+class DaemonConnectionLost(Exception):
+    """The connection closed before the reply arrived."""
+
+
+@dataclass
+class _Pending:
+    future: asyncio.Future[dict[str, Any]]
+    on_frame: OnFrame | None = None
+    frames: list[dict[str, Any]] = field(default_factory=list)
+
+
+class DaemonClient:
+    """``async with DaemonClient.connect(url, token) as client: await client.call_tool(...)``."""
+
+    def __init__(self, ws: ClientConnection, session_id: str, server: dict[str, Any]) -> None:
+        self.ws = ws
+        self.session_id = session_id
+        self.server = server
+        self._pending: dict[tuple[str, str], _Pending] = {}
+        self._ids = itertools.count(1)
+        self._prefix = uuid.uuid4().hex[:8]
+        self._reader = asyncio.create_task(self._read())
+        self.unsolicited: list[dict[str, Any]] = []
+
+    @classmethod
+    async def connect(cls, url: str, token: str = "", session_id: str | None = None,
+                      max_size: int | None = 64 * 1024 * 1024,
+                      open_timeout: float = 10.0) -> "DaemonClient":
+        ws = await connect(url, max_size=max_size, open_timeout=open_timeout)
+        hello: dict[str, Any] = {"op": "hello", "token": token}
+        if session_id:
+            hello["session_id"] = session_id
+        await ws.send(json.dumps(hello))
+        try:
+            ack = json.loads(await ws.recv())
+        except ConnectionClosed as closed:
+            raise HandshakeError("closed", closed.rcvd.code if closed.rcvd else None) from None
+        if not ack.get("ok"):
+            await ws.wait_closed()
+            raise HandshakeError(str(ack.get("error")), ws.close_code)
+        return cls(ws, ack["session_id"], ack.get("server", {}))
+
+    async def __aenter__(self) -> "DaemonClient":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self.ws.close()
+        self._reader.cancel()
+        await asyncio.gather(self._reader, return_exceptions=True)
+
+    def new_request_id(self) -> str:
+        return f"{self._prefix}-{next(self._ids)}"
+
+    async def _read(self) -> None:
+        try:
+            async for message in self.ws:
+                frame = json.loads(message)
+                request_id = frame.get("request_id")
+                op = frame.get("op")
+                kind = "result" if op in RESULT_OPS else "frame"
+                pending = self._pending.get(("cancel", request_id)) if op == "cancelled" else \
+                    self._pending.get(("call", request_id))
+                if pending is None:
+                    self.unsolicited.append(frame)
+                    continue
+                if kind == "frame":
+                    pending.frames.append(frame)
+                    if pending.on_frame is not None:
+                        outcome = pending.on_frame(frame)
+                        if asyncio.iscoroutine(outcome):
+                            await outcome
+                elif not pending.future.done():
+                    pending.future.set_result(frame)
+        except ConnectionClosed:
+            pass
+        finally:
+            for pending in self._pending.values():
+                if not pending.future.done():
+                    pending.future.set_exception(DaemonConnectionLost("connection closed"))
+
+    async def request(self, frame: dict[str, Any], on_frame: OnFrame | None = None,
+                      timeout: float | None = None) -> dict[str, Any]:
+        """Send a frame with a ``request_id`` and wait for its final reply."""
+        frame.setdefault("request_id", self.new_request_id())
+        key = ("cancel" if frame["op"] == "cancel" else "call", frame["request_id"])
+        pending = _Pending(asyncio.get_running_loop().create_future(), on_frame)
+        self._pending[key] = pending
+        try:
+            await self.ws.send(json.dumps(frame))
+            async with asyncio.timeout(timeout):
+                reply = await pending.future
+            reply["_frames"] = pending.frames
+            return reply
+        finally:
+            self._pending.pop(key, None)
+
+    async def call_tool(self, name: str, arguments: dict[str, Any] | None = None, *,
+                        request_id: str | None = None, meta: dict[str, str] | None = None,
+                        on_frame: OnFrame | None = None,
+                        timeout: float | None = None) -> dict[str, Any]:
+        frame: dict[str, Any] = {"op": "call_tool", "name": name, "arguments": arguments or {}}
+        if request_id:
+            frame["request_id"] = request_id
+        if meta:
+            frame["_meta"] = meta
+        return await self.request(frame, on_frame, timeout)
+
+    async def list_tools(self) -> list[dict[str, Any]]:
+        return (await self.request({"op": "list_tools"}))["tools"]
+
+    async def ping(self) -> dict[str, Any]:
+        return await self.request({"op": "ping"})
+
+    async def cancel(self, request_id: str) -> dict[str, Any]:
+        return await self.request({"op": "cancel", "request_id": request_id})

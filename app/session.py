@@ -1,0 +1,276 @@
+"""One authenticated WebSocket connection: reading requests, running calls, sending replies.
+
+Each ``call_tool`` runs in its own task, registered under its ``request_id`` so that ``cancel``
+reaches it and replies can never be mixed up. Every request gets a SERVER span parented on the
+client's ``_meta`` trace context, and every reply carries that span's ``trace_id``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from otel import names
+from otel.instruments import Instruments
+from otel.propagation import extract_context, trace_id_hex, with_fresh_trace
+
+from . import protocol
+from .errors import ErrorCode, ToolError
+from .limits import CapacityExceeded, Slots, TokenBucket
+from .tools.base import CallContext, ToolRegistry
+
+log = logging.getLogger(__name__)
+
+CANCEL_WAIT_SECS = 5.0
+MAX_ATTRIBUTE_LENGTH = 256
+
+
+@dataclass
+class SessionServices:
+    """What every session shares: tools, global limits, telemetry and the limits' settings."""
+
+    tools: ToolRegistry
+    global_slots: Slots
+    instruments: Instruments
+    telemetry_enabled: bool
+    session_max_inflight: int
+    slot_wait_secs: float
+    rate_limit_per_sec: float
+    rate_limit_burst: int
+    tool_timeout_secs: float
+
+
+class ClientCancelled(Exception):
+    """Marks a call cancelled by the client's ``cancel`` (as opposed to a disconnect)."""
+
+
+class Session:
+    def __init__(self, ws: ServerConnection, session_id: str, services: SessionServices) -> None:
+        self.ws = ws
+        self.session_id = session_id
+        self._services = services
+        self._inst = services.instruments
+        self._slots = Slots("session", services.session_max_inflight, services.slot_wait_secs)
+        self._bucket = TokenBucket(services.rate_limit_per_sec, services.rate_limit_burst)
+        self._calls: dict[str, asyncio.Task[None]] = {}
+        self._other_tasks: set[asyncio.Task[None]] = set()
+        self._cancel_requested: set[str] = set()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._calls)
+
+    # --- the read loop -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Serve requests until the client goes away; then cancel whatever is still running."""
+        try:
+            async for message in self.ws:
+                self._handle_frame(message)
+        except ConnectionClosed:
+            pass
+        finally:
+            await self._cancel_all()
+
+    def _handle_frame(self, message: str | bytes) -> None:
+        if isinstance(message, bytes):
+            self._spawn(self._send(protocol.error_frame(
+                ErrorCode.INVALID_REQUEST, "binary frames are not supported; send JSON text")))
+            return
+        self._inst.websocket_io.add(len(message), {names.NETWORK_IO_DIRECTION: "receive"})
+        try:
+            request = protocol.parse_request(protocol.parse_json_object(message))
+        except protocol.FrameError as error:
+            self._spawn(self._send(protocol.error_frame(error.code, error.message,
+                                                        error.request_id)))
+            return
+        if request.op == "ping":
+            self._spawn(self._send(protocol.pong(request.request_id)))
+        elif request.op == "list_tools":
+            self._spawn(self._list_tools(request))
+        elif request.op == "cancel":
+            self._spawn(self._cancel(request.request_id))
+        else:
+            duplicate = request.request_id in self._calls
+            task = asyncio.create_task(self._call(request, duplicate))
+            if duplicate:
+                self._track(task)
+            else:
+                self._calls[request.request_id] = task
+                task.add_done_callback(lambda _t, rid=request.request_id: self._forget(rid, _t))
+
+    def _spawn(self, coro: Any) -> None:
+        self._track(asyncio.create_task(coro))
+
+    def _track(self, task: asyncio.Task[None]) -> None:
+        self._other_tasks.add(task)
+        task.add_done_callback(self._other_tasks.discard)
+
+    def _forget(self, request_id: str, task: asyncio.Task[None]) -> None:
+        if self._calls.get(request_id) is task:
+            del self._calls[request_id]
+        self._cancel_requested.discard(request_id)
+
+    async def _send(self, frame: dict[str, Any]) -> None:
+        text = protocol.encode(frame)
+        try:
+            await self.ws.send(text)
+        except ConnectionClosed:
+            return  # the client is gone; the read loop ends and cancels the session's calls
+        self._inst.websocket_io.add(len(text), {names.NETWORK_IO_DIRECTION: "transmit"})
+
+    # --- requests ------------------------------------------------------------------------------
+
+    def _parent_context(self, meta: dict[str, Any]):
+        parent = extract_context(meta)
+        return parent if self._services.telemetry_enabled else with_fresh_trace(parent)
+
+    def _base_attributes(self, method: str, request_id: str) -> dict[str, Any]:
+        return {names.MCP_METHOD_NAME: method, names.MCP_SESSION_ID: self.session_id,
+                names.JSONRPC_REQUEST_ID: request_id[:MAX_ATTRIBUTE_LENGTH],
+                names.NETWORK_TRANSPORT: "tcp"}
+
+    async def _list_tools(self, request: protocol.Request) -> None:
+        started = time.perf_counter()
+        with self._inst.tracer.start_as_current_span(
+                "tools/list", context=self._parent_context(request.meta), kind=SpanKind.SERVER,
+                attributes=self._base_attributes("tools/list", request.request_id)) as span:
+            tools = self._services.tools.describe()
+            trace_id = trace_id_hex(span)
+        self._inst.operation_duration.record(time.perf_counter() - started,
+                                             {names.MCP_METHOD_NAME: "tools/list"})
+        await self._send(protocol.list_tools_result(request.request_id, tools, trace_id))
+
+    async def _call(self, request: protocol.Request, duplicate: bool) -> None:
+        """Run one tool call inside its SERVER span and send exactly one ``call_tool_res``."""
+        assert request.name is not None
+        known = request.name in self._services.tools
+        tool_label = request.name if known else names.OTHER_VALUE
+        attributes = self._base_attributes("tools/call", request.request_id)
+        attributes[names.GEN_AI_OPERATION_NAME] = "execute_tool"
+        attributes[names.GEN_AI_TOOL_NAME] = request.name[:MAX_ATTRIBUTE_LENGTH]
+        if request.correlation_id:
+            attributes[names.EXAI_CORRELATION_ID] = request.correlation_id[:MAX_ATTRIBUTE_LENGTH]
+        span_name = f"tools/call {request.name}" if known else "tools/call"
+        started = time.perf_counter()
+        error_type: str | None = None
+        with self._inst.tracer.start_as_current_span(
+                span_name, context=self._parent_context(request.meta), kind=SpanKind.SERVER,
+                attributes=attributes, record_exception=False,
+                set_status_on_exception=False) as span:
+            trace_id = trace_id_hex(span)
+            try:
+                reply = await self._execute(request, duplicate, trace_id)
+            except ToolError as error:
+                error_type = error.error_type
+                reply = self._failure(span, request.request_id, error, trace_id)
+            except ClientCancelled:
+                error_type = "cancelled"
+                reply = self._failure(span, request.request_id, ToolError(
+                    ErrorCode.CANCELLED, "cancelled by the client", error_type="cancelled"),
+                    trace_id)
+            except asyncio.CancelledError:
+                # The connection closed or the daemon is stopping: nobody is left to answer.
+                error_type = "client_disconnected"
+                span.set_attribute(names.ERROR_TYPE, error_type)
+                span.set_status(Status(StatusCode.ERROR, "connection closed during the call"))
+                raise
+            except Exception as error:  # noqa: BLE001 - the daemon must keep serving
+                log.exception("tool %s failed unexpectedly", request.name)
+                error_type = type(error).__name__
+                span.record_exception(error)
+                reply = self._failure(span, request.request_id, ToolError(
+                    ErrorCode.INTERNAL_ERROR, "internal error; see the daemon log for this trace",
+                    error_type=error_type), trace_id)
+            finally:
+                metric_attributes = {names.MCP_METHOD_NAME: "tools/call",
+                                     names.GEN_AI_TOOL_NAME: tool_label}
+                if error_type:
+                    metric_attributes[names.ERROR_TYPE] = error_type
+                self._inst.operation_duration.record(time.perf_counter() - started,
+                                                     metric_attributes)
+        await self._send(reply)
+
+    def _failure(self, span: trace.Span, request_id: str, error: ToolError,
+                 trace_id: str) -> dict[str, Any]:
+        span.set_attribute(names.ERROR_TYPE, error.error_type)
+        span.set_status(Status(StatusCode.ERROR, error.code.value))
+        if error.code is ErrorCode.OVER_CAPACITY:
+            details = error.details or {}
+            self._inst.rejections.add(1, {
+                names.EXAI_REJECTION_REASON: error.error_type,
+                names.EXAI_REJECTION_SCOPE: str(details.get("scope", "session"))})
+        log.info("call %s failed: %s", request_id, error.code.value)
+        return protocol.call_failed(request_id, error.to_dict(), trace_id)
+
+    async def _execute(self, request: protocol.Request, duplicate: bool,
+                       trace_id: str) -> dict[str, Any]:
+        if duplicate:
+            raise ToolError(ErrorCode.DUPLICATE_REQUEST_ID,
+                            "a call with this request_id is already in flight on this session")
+        wait = self._bucket.take()
+        if wait > 0:
+            raise ToolError(ErrorCode.OVER_CAPACITY, "session rate limit exceeded",
+                            details={"retry_after": round(wait, 3), "scope": "session"},
+                            error_type="rate_limited")
+        tool, arguments = self._services.tools.prepare(request.name or "", request.arguments)
+        context = CallContext(
+            request_id=request.request_id, session_id=self.session_id, trace_id=trace_id,
+            progress=lambda message: self._send(protocol.progress(request.request_id, message)),
+            stream_chunk=lambda chunk: self._send(protocol.stream_chunk(request.request_id, chunk)),
+        )
+        timeout = asyncio.timeout(self._services.tool_timeout_secs)
+        try:
+            async with timeout:
+                async with self._slots.hold(), self._services.global_slots.hold():
+                    in_flight_attributes = {names.GEN_AI_TOOL_NAME: tool.name}
+                    self._inst.calls_in_flight.add(1, in_flight_attributes)
+                    try:
+                        result = await tool.run(arguments, context)
+                    finally:
+                        self._inst.calls_in_flight.add(-1, in_flight_attributes)
+        except TimeoutError:
+            if not timeout.expired():
+                raise
+            raise ToolError(ErrorCode.TIMEOUT,
+                            f"tool {tool.name} exceeded {self._services.tool_timeout_secs:g}s",
+                            details={"timeout_secs": self._services.tool_timeout_secs},
+                            error_type="timeout") from None
+        except CapacityExceeded as exc:
+            raise ToolError(ErrorCode.OVER_CAPACITY, str(exc),
+                            details={"retry_after": exc.retry_after, "scope": exc.scope},
+                            error_type="over_capacity") from None
+        except asyncio.CancelledError:
+            if request.request_id in self._cancel_requested:
+                asyncio.current_task().uncancel()  # type: ignore[union-attr]
+                raise ClientCancelled() from None
+            raise
+        return protocol.call_ok(request.request_id, result.text, result.metadata, trace_id)
+
+    async def _cancel(self, request_id: str) -> None:
+        """Cancel a call in flight and answer once it has really stopped."""
+        task = self._calls.get(request_id)
+        if task is None:
+            await self._send(protocol.cancelled(request_id, ok=False, error={
+                "code": ErrorCode.INVALID_REQUEST.value,
+                "message": "no call with that request_id is in flight"}))
+            return
+        self._cancel_requested.add(request_id)
+        task.cancel()
+        await asyncio.wait({task}, timeout=CANCEL_WAIT_SECS)
+        await self._send(protocol.cancelled(request_id, ok=True))
+
+    async def _cancel_all(self) -> None:
+        tasks = [*self._calls.values(), *self._other_tasks]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=CANCEL_WAIT_SECS)

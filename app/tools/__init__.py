@@ -1,0 +1,1 @@
+"""The tools the daemon exposes: ``chat``, ``listmodels``, ``status`` and ``version``."""
