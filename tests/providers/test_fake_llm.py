@@ -1,0 +1,123 @@
+"""The fake upstream itself: routing, auth, dialects, faults and counters."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from app.fake_llm import answer_for
+
+from .conftest import FakeUpstream
+
+AUTH = {"Authorization": "Bearer test-key"}
+BODY = {"model": "glm-4.5", "messages": [{"role": "user", "content": "ECHO-CANARY hello"}]}
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/api/paas/v4/chat/completions",
+                                  "/chat/completions"])
+async def test_serves_any_path_ending_in_chat_completions(fake: FakeUpstream, path: str) -> None:
+    async with httpx.AsyncClient() as client:
+        response = await client.post(fake.url(path), json=BODY, headers=AUTH)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["choices"][0]["finish_reason"] == "stop"
+    assert "ECHO-CANARY" not in body["choices"][0]["message"]["content"]
+    assert body["usage"]["prompt_tokens"] > 0 and body["usage"]["completion_tokens"] > 0
+
+
+async def test_answers_are_deterministic_and_routes_are_strict(fake: FakeUpstream) -> None:
+    async with httpx.AsyncClient() as client:
+        first = await client.post(fake.url("/v1/chat/completions"), json=BODY, headers=AUTH)
+        second = await client.post(fake.url("/v1/chat/completions"), json=BODY, headers=AUTH)
+        wrong = await client.post(fake.url("/v1/completions"), json=BODY, headers=AUTH)
+        get = await client.get(fake.url("/v1/chat/completions"), headers=AUTH)
+    text = first.json()["choices"][0]["message"]["content"]
+    assert text == second.json()["choices"][0]["message"]["content"]
+    assert text == " ".join(answer_for(BODY["messages"], None)[0])
+    assert first.json()["id"] != second.json()["id"]
+    assert (wrong.status_code, get.status_code) == (404, 404)
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Basic abc"},
+                                     {"Authorization": "Bearer"}])
+async def test_requires_a_bearer_token(fake: FakeUpstream, headers: dict[str, str]) -> None:
+    async with httpx.AsyncClient() as client:
+        response = await client.post(fake.url("/v1/chat/completions"), json=BODY, headers=headers)
+    assert response.status_code == 401
+    stats = await fake.stats()
+    assert stats["unauthorized"] == 1 and stats["completed"] == 0
+
+
+async def test_bad_body_is_400(fake: FakeUpstream) -> None:
+    async with httpx.AsyncClient() as client:
+        response = await client.post(fake.url("/v1/chat/completions"), content=b"{",
+                                     headers=AUTH)
+    assert response.status_code == 400
+
+
+async def test_queued_faults_then_recovery(fake: FakeUpstream) -> None:
+    await fake.fault(429, count=2, retry_after=4)
+    await fake.fault(503, count=1)
+    assert (await fake.stats())["faults_queued"] == 3
+    async with httpx.AsyncClient() as client:
+        answers = [await client.post(fake.url("/v1/chat/completions"), json=BODY, headers=AUTH)
+                   for _ in range(4)]
+    assert [r.status_code for r in answers] == [429, 429, 503, 200]
+    assert answers[0].headers["Retry-After"] == "4"
+    assert "Retry-After" not in answers[2].headers
+    stats = await fake.stats()
+    assert (stats["received"], stats["failed"], stats["completed"]) == (4, 3, 1)
+
+
+async def test_error_rate_from_config(fake: FakeUpstream) -> None:
+    await fake.configure(error_rate=1.0)
+    async with httpx.AsyncClient() as client:
+        statuses = {(await client.post(fake.url("/v1/chat/completions"), json=BODY,
+                                       headers=AUTH)).status_code for _ in range(12)}
+    assert statuses <= {429, 500} and statuses
+
+
+async def _stream(fake: FakeUpstream, body: dict) -> list[dict | str]:
+    events: list[dict | str] = []
+    async with httpx.AsyncClient() as client:
+        async with client.stream("POST", fake.url("/v1/chat/completions"), json=body,
+                                 headers=AUTH) as response:
+            assert response.headers["content-type"].startswith("text/event-stream")
+            async for line in response.aiter_lines():
+                if line.startswith("data: "):
+                    data = line[6:]
+                    events.append(data if data == "[DONE]" else json.loads(data))
+    return events
+
+
+async def test_stream_openai_dialect_with_final_usage_chunk(fake: FakeUpstream) -> None:
+    events = await _stream(fake, {**BODY, "stream": True,
+                                  "stream_options": {"include_usage": True}})
+    assert events[-1] == "[DONE]"
+    usage_chunk = events[-2]
+    assert usage_chunk["choices"] == []
+    assert usage_chunk["usage"]["prompt_tokens_details"]["cached_tokens"] > 0
+    assert len([e for e in events if isinstance(e, dict) and e["choices"]
+                and e["choices"][0]["delta"].get("content")]) >= 3
+    without = await _stream(fake, {**BODY, "stream": True})
+    assert all("usage" not in e for e in without if isinstance(e, dict))
+
+
+async def test_stream_kimi_dialect_usage_in_choice(fake: FakeUpstream) -> None:
+    events = await _stream(fake, {**BODY, "model": "kimi-k2-0905-preview", "stream": True,
+                                  "stream_options": {"include_usage": True}})
+    last = events[-2]
+    assert last["choices"][0]["finish_reason"] == "stop"
+    assert last["choices"][0]["usage"]["cached_tokens"] > 0
+    assert "usage" not in last
+
+
+async def test_tiny_max_tokens_gives_length(fake: FakeUpstream) -> None:
+    async with httpx.AsyncClient() as client:
+        response = await client.post(fake.url("/v1/chat/completions"),
+                                     json={**BODY, "max_tokens": 2}, headers=AUTH)
+    body = response.json()
+    assert body["choices"][0]["finish_reason"] == "length"
+    assert body["usage"]["completion_tokens"] == 2
