@@ -1,0 +1,163 @@
+"""Fixtures for the Supabase archive: a real PostgreSQL with the migrations applied, the
+PostgREST-compatible test server over real HTTP in front of it, a real redis-server for the
+outbox, and in-memory OpenTelemetry providers local to each test (never installed globally).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import redis.asyncio as redis_asyncio
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from app.config import Settings
+from app.persistence import Archive, build_archive
+from otel.instruments import Instruments, create_instruments
+from tests.harness.postgres import PostgresCluster, apply_migrations
+from tests.harness.postgrest import PostgrestTestServer
+from tests.harness.procs import ManagedProcess
+from tests.harness.redis_server import redis_process
+
+# An obviously fake key: the test server only checks that the client sends what it was given.
+FAKE_SERVICE_ROLE_KEY = "test-only-fake-service-role-key"
+FAST = {"backoff_base_secs": 0.02, "backoff_max_secs": 0.2, "idle_poll_secs": 0.05,
+        "request_timeout_secs": 5.0}
+
+
+@dataclass
+class Telemetry:
+    instruments: Instruments
+    tracer_provider: TracerProvider
+    meter_provider: MeterProvider
+    spans: InMemorySpanExporter
+    metrics: InMemoryMetricReader
+
+    def points(self, name: str) -> list[Any]:
+        data = self.metrics.get_metrics_data()
+        found: list[Any] = []
+        for resource in data.resource_metrics if data else []:
+            for scope in resource.scope_metrics:
+                for metric in scope.metrics:
+                    if metric.name == name:
+                        found.extend(metric.data.data_points)
+        return found
+
+    def total(self, name: str, **attributes: Any) -> float:
+        """Sum of counter values (or histogram counts) whose attributes include ``attributes``."""
+        total = 0.0
+        for point in self.points(name):
+            if all(point.attributes.get(k) == v for k, v in attributes.items()):
+                total += getattr(point, "value", None) if hasattr(point, "value") else point.count
+        return total
+
+    def finished(self) -> list[Any]:
+        return list(self.spans.get_finished_spans())
+
+
+@pytest.fixture
+def telemetry() -> Iterator[Telemetry]:
+    spans = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+    reader = InMemoryMetricReader()
+    meter_provider = MeterProvider(metric_readers=[reader])
+    instruments = create_instruments("test", tracer_provider, meter_provider)
+    yield Telemetry(instruments, tracer_provider, meter_provider, spans, reader)
+    tracer_provider.shutdown()
+    meter_provider.shutdown()
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PostgresCluster]:
+    cluster = PostgresCluster().start()
+    yield cluster
+    cluster.destroy()
+
+
+@pytest.fixture(scope="session")
+def pg_dsn(pg_cluster: PostgresCluster) -> str:
+    dsn = pg_cluster.create_database("exai_archive")
+    apply_migrations(dsn)
+    return dsn
+
+
+@pytest.fixture
+def db(pg_dsn: str) -> Iterator[psycopg.Connection]:
+    """A connection to the migrated database, emptied before each test."""
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("truncate public.messages, public.conversations cascade")
+        yield conn
+
+
+@pytest.fixture
+async def server(pg_dsn: str, db: psycopg.Connection) -> AsyncIterator[PostgrestTestServer]:
+    srv = PostgrestTestServer(pg_dsn, FAKE_SERVICE_ROLE_KEY)
+    await srv.start()
+    yield srv
+    await srv.aclose()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManagedProcess]:
+    proc = redis_process(Path(tmp_path_factory.mktemp("archive-redis")))
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+async def redis_client(redis_server: ManagedProcess) -> AsyncIterator[Any]:
+    client = redis_asyncio.Redis.from_url(redis_server.url)  # type: ignore[attr-defined]
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def outbox_prefix() -> str:
+    """A fresh set of outbox keys per test (the Redis server is shared by the session)."""
+    return f"exai:test:{uuid.uuid4().hex[:8]}:outbox"
+
+
+@pytest.fixture
+async def make_archive(server: PostgrestTestServer, telemetry: Telemetry,
+                       outbox_prefix: str) -> AsyncIterator[Callable[..., Any]]:
+    """``await make_archive(redis=client_or_None, start=True, **options)`` -> a started Archive.
+
+    Every archive made is closed at the end of the test.
+    """
+    made: list[Archive] = []
+
+    async def make(redis: Any = None, *, start: bool = True, url: str | None = None,
+                   tel: Telemetry | None = None, **options: Any) -> Archive:
+        settings = Settings(SUPABASE_URL=url or server.url,
+                            SUPABASE_SERVICE_ROLE_KEY=FAKE_SERVICE_ROLE_KEY, REDIS_URL="")
+        tel = tel or telemetry
+        archive = build_archive(settings, tel.instruments, redis=redis, outbox_prefix=outbox_prefix,
+                                tracer_provider=tel.tracer_provider,
+                                meter_provider=tel.meter_provider, **{**FAST, **options})
+        assert isinstance(archive, Archive)
+        if start:
+            await archive.start()
+        made.append(archive)
+        return archive
+
+    yield make
+    for archive in made:
+        await archive.aclose(drain_timeout_secs=0)
+
+
+def message_rows_in_db(db: psycopg.Connection) -> list[tuple[Any, ...]]:
+    """(continuation_id, role, content, idempotency_key) of every stored message."""
+    return db.execute(
+        "select c.continuation_id, m.role, m.content, m.idempotency_key from messages m "
+        "join conversations c on c.id = m.conversation_id order by m.created_at").fetchall()
