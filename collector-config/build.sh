@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Build the test collector (otelcol-exai) from manifest.yaml with the OpenTelemetry Collector Builder.
+#
+# The binary is cached under ${EXAI_CACHE_DIR:-$HOME/.cache/exai}/otelcol-<sha256 of manifest>/ and
+# reused when present, so only a manifest change costs a rebuild (5-15 min cold on 2 cores). Go's
+# module and build caches stay in their usual places, so a rebuild after a small change is fast.
+# The last stdout line is the binary's absolute path; any failure exits non-zero.
+#
+# Steps: ocb generates the sources (--skip-compilation --skip-get-modules); we write go.mod from the
+# manifest's gomod lines, resolve modules with `go mod tidy -e` and compile ourselves. `-e` is needed because tidy also walks the *tests* of
+# dependencies (fileexporter's tests import a module the proxy may refuse) and those are never
+# compiled. If the OTTL profile module cannot be downloaded, ocb-shims/xprofile replaces it (see its
+# README); BUILD-INFO next to the binary records whether that happened.
+set -euo pipefail
+
+BUILDER_VERSION=v0.165.0
+XPROFILE_MOD=github.com/open-telemetry/opentelemetry-collector-contrib/pkg/ottl/contexts/xprofile
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+manifest="$here/manifest.yaml"
+cache_root="${EXAI_CACHE_DIR:-$HOME/.cache/exai}"
+hash=$(sha256sum "$manifest" | cut -c1-16)
+out="$cache_root/otelcol-$hash"
+bin="$out/otelcol-exai"
+
+if [ -x "$bin" ]; then
+  echo "$bin"
+  exit 0
+fi
+
+command -v go >/dev/null || { echo "build.sh: Go toolchain not found (need Go >= 1.25)" >&2; exit 1; }
+gobin="$(go env GOPATH)/bin"
+has_version() { [ -x "$1" ] && "$1" version 2>&1 | grep -q "$BUILDER_VERSION"; }
+builder="$(command -v builder || true)"
+if ! has_version "$builder"; then
+  builder="$gobin/builder"
+  if ! has_version "$builder"; then
+    echo "build.sh: installing builder $BUILDER_VERSION into $gobin" >&2
+    GOBIN="$gobin" go install "go.opentelemetry.io/collector/cmd/builder@$BUILDER_VERSION" >&2
+  fi
+fi
+
+mkdir -p "$cache_root"
+# One build at a time per manifest: a second caller waits, then finds the cached binary.
+exec 9>"$cache_root/otelcol-$hash.lock"
+flock 9
+if [ -x "$bin" ]; then
+  echo "$bin"
+  exit 0
+fi
+
+work=$(mktemp -d "$cache_root/otelcol-$hash.build.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+sed "s#^\(  output_path:\).*#\1 $work/dist#" "$manifest" > "$work/manifest.yaml"
+echo "build.sh: building otelcol-exai (manifest $hash); this takes minutes when cold" >&2
+( cd "$work" && "$builder" --config "$work/manifest.yaml" --skip-compilation --skip-get-modules ) >&2
+
+cd "$work/dist"
+# ocb writes no go.mod with --skip-get-modules: require exactly the manifest's modules ourselves.
+go mod init go.opentelemetry.io/collector/cmd/builder >/dev/null 2>&1
+go mod edit -go=1.25
+sed -n 's/^[[:space:]]*-[[:space:]]*gomod:[[:space:]]*\([^[:space:]]*\)[[:space:]]\{1,\}\(v[^[:space:]]*\).*/\1@\2/p' \
+  "$manifest" | while read -r req; do go mod edit -require="$req"; done
+for core in go.opentelemetry.io/collector/otelcol go.opentelemetry.io/collector/service; do
+  go mod edit -require="$core@$BUILDER_VERSION"
+done
+# The OTTL profile module is released in lockstep with contrib: same version as tail_sampling.
+xprofile_version=$(sed -n 's/.*tailsamplingprocessor \(v[0-9.]*\)$/\1/p' "$manifest" | head -1)
+info="xprofile: upstream $xprofile_version"
+if ! go mod download "$XPROFILE_MOD@$xprofile_version" >/dev/null 2>&1; then
+  echo "build.sh: $XPROFILE_MOD@$xprofile_version is not downloadable here; using ocb-shims/xprofile" >&2
+  cp -r "$here/ocb-shims/xprofile" "$work/xprofile"
+  go mod edit -replace="$XPROFILE_MOD=$work/xprofile"
+  info="xprofile: ocb-shims/xprofile (upstream module not downloadable at build time)"
+fi
+go mod tidy -e -compat=1.25 >&2
+CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -tags grpcnotrace -o "$work/otelcol-exai" . >&2
+
+mkdir -p "$out"
+cp "$work/otelcol-exai" "$bin.tmp"
+mv "$bin.tmp" "$bin"
+cp "$manifest" "$out/manifest.yaml"
+{ echo "built: $(date -u +%FT%TZ)"; echo "$info"; go version; } > "$out/BUILD-INFO"
+"$bin" components >/dev/null
+echo "$bin"
