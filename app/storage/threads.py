@@ -33,8 +33,8 @@ Backend = Literal["redis", "memory"]
 class ThreadStore:
     """Threads keyed by continuation id, with TTL, a turn limit and fallback to memory."""
 
-    def __init__(self, memory: MemoryThreads, redis: RedisThreads | None = None,
-                 retry_secs: float = 5.0) -> None:
+    def __init__(self, memory: MemoryThreads, redis: RedisThreads | None,
+                 retry_secs: float) -> None:
         self._memory = memory
         self._redis = redis
         self._retry_secs = retry_secs

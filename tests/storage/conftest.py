@@ -6,30 +6,23 @@ on nor disturb the suite's global telemetry fixtures.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-# Stop-gap until the project puts its root on pytest's path (e.g. ``pythonpath = ["."]``).
-_ROOT = str(Path(__file__).resolve().parents[2])
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
-
-from opentelemetry.sdk.metrics import MeterProvider  # noqa: E402
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader  # noqa: E402
-from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter  # noqa: E402
-
-from app.config import Settings  # noqa: E402
-from app.storage.threads import ThreadStore, create_thread_store  # noqa: E402
-from otel.instruments import Instruments, create_instruments  # noqa: E402
-from tests.harness.procs import ManagedProcess  # noqa: E402
-from tests.harness.redis_server import redis_process  # noqa: E402
+from app.config import Settings
+from app.storage.threads import ThreadStore, create_thread_store
+from otel.instruments import Instruments, create_instruments
+from tests.harness.procs import ManagedProcess
+from tests.harness.redis_server import redis_process
 
 
 @dataclass
