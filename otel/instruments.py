@@ -7,7 +7,7 @@ providers backed by in-memory exporters and the code under test stays unchanged.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import CallbackOptions, Observation
@@ -39,14 +39,22 @@ class Instruments:
     # storage
     db_duration: metrics.Histogram
 
+    _gauge_readers: dict[str, GaugeCallback] = field(default_factory=dict)
+
     def observe_gauge(self, name: str, description: str, unit: str, read: GaugeCallback) -> None:
-        """Register an asynchronous gauge whose values are read at each export."""
+        """Register an asynchronous gauge whose values ``read`` returns at each export.
 
-        def callback(_options: CallbackOptions) -> Iterable[Observation]:
-            return [Observation(value, attributes) for value, attributes in read()]
+        Registering the same name again replaces the reader: the newest owner (say, a daemon
+        restarted in the same process) reports, never a stopped one.
+        """
+        if name not in self._gauge_readers:
+            def callback(_options: CallbackOptions) -> Iterable[Observation]:
+                return [Observation(value, attributes)
+                        for value, attributes in self._gauge_readers[name]()]
 
-        self.meter.create_observable_gauge(name, callbacks=[callback], unit=unit,
-                                           description=description)
+            self.meter.create_observable_gauge(name, callbacks=[callback], unit=unit,
+                                               description=description)
+        self._gauge_readers[name] = read
 
 
 def create_instruments(

@@ -101,10 +101,15 @@ class Telemetry:
             if flush is not None:
                 flush(timeout_millis)
 
-    def shutdown(self) -> None:
-        """Flush what is queued and stop exporting; bounded by the exporters' own timeouts."""
+    def uninstrument(self) -> None:
+        """Undo the library instrumentation (httpx, redis, process metrics)."""
         for instrumentor in self._instrumentors:
             instrumentor.uninstrument()
+        self._instrumentors = []
+
+    def shutdown(self) -> None:
+        """Flush what is queued and stop exporting; bounded by the exporters' own timeouts."""
+        self.uninstrument()
         for provider in (self.tracer_provider, self.meter_provider, self.logger_provider):
             stop = getattr(provider, "shutdown", None)
             if stop is not None:

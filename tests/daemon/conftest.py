@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,8 +88,11 @@ def _captured_telemetry() -> Captured:
 
 
 @pytest.fixture(scope="package")
-def captured() -> Captured:
-    return _captured_telemetry()
+def captured() -> Iterator[Captured]:
+    capture = _captured_telemetry()
+    yield capture
+    # Leave library instrumentation as we found it for the other test packages.
+    capture.telemetry.uninstrument()
 
 
 @pytest.fixture

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Run the whole test suite from a fresh machine: installs the services the tests start
+# (Redis, PostgreSQL, Prometheus, Alertmanager from Debian; the collector built with OCB,
+# cached), creates .venv with the project and its test extras, then runs pytest.
+# Extra arguments go to pytest, e.g. `bash scripts/test.sh tests/daemon -x`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/install-test-deps.sh
+
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet -e ".[test]"
+
+exec .venv/bin/python -m pytest "$@"

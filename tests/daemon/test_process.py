@@ -1,0 +1,99 @@
+"""The installed ``exai`` commands as separate processes: serve, fake-llm, chat and loadgen.
+
+Also: with no collector listening, the daemon serves exactly as before, its memory stays bounded
+and the console gets a warning per exporter, not a flood.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.harness.procs import ManagedProcess, free_port, port_open
+
+from .conftest import FAKE_KEY, TOKEN
+
+EXAI = shutil.which("exai") or str(Path(sys.executable).with_name("exai"))
+
+
+@pytest.fixture(scope="module")
+def fake_llm_process(tmp_path_factory):
+    port = free_port()
+    proc = ManagedProcess(
+        name="fake-llm", argv=[EXAI, "fake-llm", "--host", "127.0.0.1", "--port", str(port)],
+        log_path=tmp_path_factory.mktemp("fake") / "fake.log", ready=lambda: port_open(port))
+    proc.start()
+    proc.port = port  # type: ignore[attr-defined]
+    yield proc
+    proc.stop()
+
+
+def _serve(tmp_path: Path, upstream_port: int, protocol: str) -> tuple[ManagedProcess, int]:
+    ws_port, health_port, dead_collector = free_port(), free_port(), free_port()
+    endpoint = f"http://127.0.0.1:{dead_collector}"
+    env = {
+        "EXAI_WS_PORT": str(ws_port), "HEALTH_CHECK_PORT": str(health_port),
+        "EXAI_WS_TOKEN": TOKEN, "REDIS_URL": "", "EXAI_RATE_LIMIT_PER_SEC": "10000",
+        "KIMI_API_KEY": FAKE_KEY, "KIMI_API_URL": f"http://127.0.0.1:{upstream_port}/v1",
+        "GLM_API_KEY": FAKE_KEY, "GLM_API_URL": f"http://127.0.0.1:{upstream_port}/api/paas/v4",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": protocol,
+        "OTEL_BSP_SCHEDULE_DELAY": "200", "OTEL_BLRP_SCHEDULE_DELAY": "200",
+        "OTEL_METRIC_EXPORT_INTERVAL": "500", "OTEL_EXPORTER_OTLP_TIMEOUT": "1",
+    }
+    proc = ManagedProcess(name="exai-serve", argv=[EXAI, "serve"], env=env, cwd=tmp_path,
+                          log_path=tmp_path / "serve.log", ready=lambda: port_open(health_port))
+    proc.start()
+    return proc, ws_port
+
+
+def _run(*argv: str, env: dict[str, str] | None = None, timeout: float = 120) -> \
+        subprocess.CompletedProcess:
+    import os
+    return subprocess.run([EXAI, *argv], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "EXAI_WS_TOKEN": TOKEN, **(env or {})})
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_no_collector_listening_changes_nothing_for_clients(tmp_path, fake_llm_process, protocol):
+    daemon, ws_port = _serve(tmp_path, fake_llm_process.port, protocol)
+    url = f"ws://127.0.0.1:{ws_port}"
+    try:
+        warm = _run("loadgen", "--url", url, "--calls", "100", "--concurrency", "8", "--json")
+        assert warm.returncode == 0, warm.stderr
+        rss_before = psutil.Process(daemon.process.pid).memory_info().rss
+        load = _run("loadgen", "--url", url, "--calls", "600", "--concurrency", "8", "--json")
+        assert load.returncode == 0, load.stderr
+        summary = json.loads(load.stdout)
+        assert summary["succeeded"] == 600 and summary["errors"] == {}
+        rss_after = psutil.Process(daemon.process.pid).memory_info().rss
+        # bounded queues: 600 more calls' telemetry cannot pile up in memory
+        assert rss_after - rss_before < 40 * 1024 * 1024, (rss_before, rss_after)
+
+        chat = _run("chat", "hello from the CLI", "--url", url)
+        assert chat.returncode == 0, chat.stderr
+        assert chat.stdout.strip(), "the answer is printed"
+        assert "trace_id: " in chat.stderr and "cost: $" in chat.stderr
+    finally:
+        daemon.stop()
+    log = (tmp_path / "serve.log").read_text()
+    export_warnings = [line for line in log.splitlines()
+                       if " WARNING opentelemetry" in line or " ERROR opentelemetry" in line]
+    assert 1 <= len(export_warnings) <= 6, "\n".join(export_warnings[:20])
+    assert "Traceback" not in log
+
+
+def test_chat_cli_reports_errors_with_the_trace_id(tmp_path, fake_llm_process):
+    daemon, ws_port = _serve(tmp_path, fake_llm_process.port, "grpc")
+    try:
+        result = _run("chat", "hi", "--url", f"ws://127.0.0.1:{ws_port}", "--continuation",
+                      "00000000-0000-4000-8000-000000000001")
+    finally:
+        daemon.stop()
+    assert result.returncode == 1
+    assert "CONTINUATION_NOT_FOUND" in result.stderr and "trace_id: " in result.stderr
