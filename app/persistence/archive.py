@@ -25,7 +25,7 @@ from .errors import ArchiveError, ArchiveUnavailable
 from .outbox import DEFAULT_PREFIX, Outbox, OutboxEntry
 from .repository import SupabaseRepository
 from .rows import conversation_row, format_timestamp, message_rows, newest_in_order, turn_from_row
-from .telemetry import SupabaseTelemetry
+from .telemetry import SupabaseTelemetry, current_trace_context
 from .worker import DeliveryWorker
 
 if TYPE_CHECKING:
@@ -142,6 +142,7 @@ class Archive:
                 continuation_id=continuation_id,
                 conversation=conversation_row(continuation_id, session_id, turns, metadata),
                 messages=message_rows(continuation_id, turns, metadata),
+                trace_context=current_trace_context(),
             )
             await self.outbox.put(entry)
             if self.worker:

@@ -26,6 +26,14 @@ SERVER_PORT = "server.port"
 OUTBOX_BACKEND = "exai.supabase.outbox.backend"  # redis | memory
 FAILURE_DISPOSITION = "exai.supabase.failure.disposition"  # retry | dead_letter
 SLOW = "exai.supabase.slow"  # span attribute, true when over SLOW_OPERATION_SECS
+GEN_AI_CONVERSATION_ID = "gen_ai.conversation.id"  # span only: the continuation_id
+OUTBOX_MESSAGES = "exai.supabase.outbox.messages"  # span: messages in the write
+OUTBOX_ATTEMPT = "exai.supabase.outbox.attempt"  # span: 1 for the first try
+
+# --- spans ------------------------------------------------------------------------------------
+# "supabase {db.operation.name} {db.collection.name}" around each call, e.g.
+# "supabase upsert messages"; its httpx child is renamed "{METHOD} /rest/v1/{table}".
+DELIVERY_SPAN = "supabase outbox deliver"  # one delivery attempt, linked to the chat's span
 
 DB_SYSTEM_VALUE = "supabase"
 SLOW_OPERATION_SECS = 0.5

@@ -48,6 +48,8 @@ class OutboxEntry:
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     enqueued_at: float = field(default_factory=time.time)
     version: int = 1
+    # W3C trace context of the chat that recorded it, so its delivery links back to that trace.
+    trace_context: dict[str, str] = field(default_factory=dict)
 
     def dumps(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"), ensure_ascii=False)
@@ -57,7 +59,8 @@ class OutboxEntry:
         data = json.loads(raw)
         return cls(continuation_id=data["continuation_id"], conversation=data["conversation"],
                    messages=list(data["messages"]), id=data["id"],
-                   enqueued_at=float(data["enqueued_at"]), version=int(data.get("version", 1)))
+                   enqueued_at=float(data["enqueued_at"]), version=int(data.get("version", 1)),
+                   trace_context=dict(data.get("trace_context") or {}))
 
 
 @dataclass

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from opentelemetry import metrics, trace
-from opentelemetry.trace import Span, SpanKind
+from opentelemetry.trace import Link, Span, SpanKind
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from . import names
 from .errors import classify
@@ -29,6 +30,21 @@ def table_of(path: str) -> str | None:
         return None
     rest = path.split(REST_PREFIX, 1)[1].strip("/")
     return rest.split("/", 1)[0] or None
+
+
+_PROPAGATOR = TraceContextTextMapPropagator()
+
+
+def current_trace_context() -> dict[str, str]:
+    """The current span's ``traceparent`` (empty outside a trace), to store with a write."""
+    carrier: dict[str, str] = {}
+    _PROPAGATOR.inject(carrier)
+    return carrier
+
+
+def link_to(carrier: dict[str, str]) -> list[Link]:
+    context = trace.get_current_span(_PROPAGATOR.extract(carrier)).get_span_context()
+    return [Link(context)] if context.is_valid else []
 
 
 class SupabaseTelemetry:
@@ -119,6 +135,16 @@ class SupabaseTelemetry:
                     trace_id = format(span.get_span_context().trace_id, "032x")
                     log.warning("slow Supabase operation: %s %s took %.3f s (over %.1f s), trace_id=%s",
                                 operation, table, elapsed, names.SLOW_OPERATION_SECS, trace_id)
+
+    def delivery_span(self, continuation_id: str, messages: int, attempt: int,
+                      trace_context: dict[str, str]) -> Any:
+        """The span around one delivery attempt, linked to the chat that recorded the write."""
+        return self.tracer.start_as_current_span(
+            names.DELIVERY_SPAN, kind=SpanKind.INTERNAL, links=link_to(trace_context),
+            attributes={names.DB_SYSTEM_NAME: names.DB_SYSTEM_VALUE,
+                        names.GEN_AI_CONVERSATION_ID: continuation_id,
+                        names.OUTBOX_MESSAGES: messages,
+                        names.OUTBOX_ATTEMPT: attempt})
 
     def failure(self, error_type: str, disposition: str) -> None:
         self.failures.add(1, {names.ERROR_TYPE: error_type, names.FAILURE_DISPOSITION: disposition})

@@ -77,14 +77,11 @@ class DeliveryWorker:
         task, self._task = self._task, None
         if task is None:
             return
-        try:
-            await asyncio.wait_for(asyncio.shield(task), timeout_secs)
-        except (TimeoutError, asyncio.TimeoutError):
+        # asyncio.wait never raises the task's own outcome (it may have died or been cancelled).
+        done, _ = await asyncio.wait({task}, timeout=timeout_secs)
+        if not done:
             task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+            await asyncio.wait({task})
 
     # --- the loop -----------------------------------------------------------------------------
 
@@ -132,8 +129,11 @@ class DeliveryWorker:
     async def _deliver_until_settled(self, claim: Claim) -> None:
         attempt = 0
         while not self._stopping:
+            entry = claim.entry
             try:
-                rejected = await self.deliver(claim.entry)
+                with self.telemetry.delivery_span(entry.continuation_id, len(entry.messages),
+                                                  attempt + 1, entry.trace_context):
+                    rejected = await self.deliver(entry)
             except RejectedWrite as exc:
                 await self._dead_letter(claim, claim.entry, [(None, exc)])
                 self._record_success()  # Supabase answered: it is reachable
@@ -141,6 +141,8 @@ class DeliveryWorker:
             except ArchiveError as exc:
                 self._record_failure(exc)
                 self.telemetry.failure(exc.error_type, "retry")
+                if claim.source == "memory" and await self.outbox.spill_memory_to_redis():
+                    return  # now durable in Redis; it is taken from there on the next round
                 delay = backoff_delay(attempt, self.backoff_base_secs, self.backoff_max_secs)
                 attempt += 1
                 log.warning("Supabase write for conversation %s failed (attempt %d, %s: %s); "

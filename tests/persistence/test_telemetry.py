@@ -1,0 +1,88 @@
+"""Supabase calls are as visible as the LLM calls: named spans, durations, slowness, backlog."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+from opentelemetry.trace import SpanKind
+
+from app.persistence import names
+from app.storage.turns import Turn
+from tests.harness.postgrest import PostgrestTestServer
+
+from .conftest import FAKE_SERVICE_ROLE_KEY, Telemetry
+
+
+async def test_calls_are_spans_named_after_table_and_operation(
+        make_archive: Any, redis_client: Any, telemetry: Telemetry,
+        server: PostgrestTestServer) -> None:
+    archive = await make_archive(redis_client)
+    with telemetry.instruments.tracer.start_as_current_span("tools/call chat"):
+        await archive.record_turn("conv-1", "s", [Turn("user", "q"), Turn("assistant", "a")], {})
+        assert await archive.drain(5.0)
+        await archive.load_history("conv-1", 5)
+
+    spans = telemetry.finished()
+    by_name: dict[str, list[Any]] = {}
+    for span in spans:
+        by_name.setdefault(span.name, []).append(span)
+    for name in ("supabase upsert conversations", "supabase upsert messages",
+                 "supabase select conversations", "supabase select messages"):
+        assert name in by_name, sorted(by_name)
+    upsert = by_name["supabase upsert messages"][0]
+    assert upsert.attributes[names.DB_OPERATION_NAME] == "upsert"
+    assert upsert.attributes[names.DB_COLLECTION_NAME] == "messages"
+    assert upsert.attributes[names.SERVER_ADDRESS] == "127.0.0.1"
+
+    if not HTTPXClientInstrumentor().is_instrumented_by_opentelemetry:  # else: global provider
+        http = [s for s in spans if s.kind == SpanKind.CLIENT]
+        assert {s.name for s in http} >= {"POST /rest/v1/messages", "POST /rest/v1/conversations",
+                                          "GET /rest/v1/messages", "GET /rest/v1/conversations"}
+        post = next(s for s in http if s.name == "POST /rest/v1/messages")
+        assert post.parent.span_id == upsert.context.span_id
+        assert post.attributes[names.DB_COLLECTION_NAME] == "messages"
+    # The reads ran inside the chat call's trace; the writes ran later, in the worker, in a
+    # delivery span linked back to the chat.
+    chat = by_name["tools/call chat"][0]
+    read = by_name["supabase select messages"][0]
+    assert read.context.trace_id == chat.context.trace_id
+    deliver = by_name[names.DELIVERY_SPAN][0]
+    assert [link.context.span_id for link in deliver.links] == [chat.context.span_id]
+    assert deliver.attributes[names.GEN_AI_CONVERSATION_ID] == "conv-1"
+    assert upsert.parent.span_id == deliver.context.span_id
+    for span in spans:  # no header capture: the key never reaches telemetry
+        assert FAKE_SERVICE_ROLE_KEY not in repr(dict(span.attributes or {}))
+
+    points = telemetry.points(names.OPERATION_DURATION)
+    keys = {(p.attributes[names.DB_OPERATION_NAME], p.attributes[names.DB_COLLECTION_NAME])
+            for p in points}
+    assert keys >= {("upsert", "messages"), ("upsert", "conversations"),
+                    ("select", "messages"), ("select", "conversations")}
+    assert all(names.ERROR_TYPE not in p.attributes for p in points)
+
+
+async def test_failures_carry_error_type_and_slow_calls_stand_out(
+        make_archive: Any, redis_client: Any, telemetry: Telemetry,
+        server: PostgrestTestServer, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="exai.persistence")
+    archive = await make_archive(redis_client)
+    server.fail_status = 503
+    with pytest.raises(Exception):
+        await archive.load_history("conv-1", 5)
+    server.fail_status = None
+    server.delay = 0.6
+    await archive.load_history("conv-1", 5)
+
+    failed = [p for p in telemetry.points(names.OPERATION_DURATION)
+              if p.attributes.get(names.ERROR_TYPE) == "PGRST001"]
+    assert failed and failed[0].attributes[names.DB_OPERATION_NAME] == "select"
+    assert telemetry.total(names.OPERATION_SLOW, **{names.DB_COLLECTION_NAME: "conversations"}) == 1
+    slow = [s for s in telemetry.finished() if s.attributes.get(names.SLOW)]
+    assert [s.name for s in slow] == ["supabase select conversations"]
+    assert any("slow Supabase operation: select conversations" in r.getMessage()
+               and "trace_id=" in r.getMessage() for r in caplog.records)
+    # Durations over 500 ms also show in the histogram: 0.5 is a bucket edge.
+    assert 0.5 in names.DURATION_BUCKETS
