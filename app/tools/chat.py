@@ -103,15 +103,18 @@ class ChatTool:
             "continuation_id": continuation_id,
             "provider": provider.key,
             "model": result.model,
-            "usage": {"input_tokens": result.usage.input_tokens,
-                      "output_tokens": result.usage.output_tokens,
-                      "cached_input_tokens": result.usage.cached_input_tokens},
+            "usage": None if result.usage is None else {
+                "input_tokens": result.usage.input_tokens,
+                "output_tokens": result.usage.output_tokens,
+                "cached_input_tokens": result.usage.cached_input_tokens},
             "cost_usd": result.cost_usd,
             "finish_reason": result.finish_reason,
             "latency_ms": round(result.latency_s * 1000, 1),
         }
+        if result.usage is None:
+            metadata["usage_note"] = "the provider reported no token usage"
         if result.cost_usd is None:
-            metadata["cost_note"] = "model not in the price table: cost unknown"
+            metadata["cost_note"] = "cost unknown: unpriced model or no usage reported"
         if ignored := args.ignored_arguments():
             metadata["ignored_arguments"] = ignored
             span.set_attribute(names.EXAI_IGNORED_ARGUMENTS, ignored)

@@ -97,3 +97,8 @@ def test_chat_cli_reports_errors_with_the_trace_id(tmp_path, fake_llm_process):
         daemon.stop()
     assert result.returncode == 1
     assert "CONTINUATION_NOT_FOUND" in result.stderr and "trace_id: " in result.stderr
+    trace_id = result.stderr.split("trace_id: ")[1].split()[0]
+    assert len(trace_id) == 32
+    # the daemon's console line about this call shows the same trace id
+    log = (tmp_path / "serve.log").read_text()
+    assert f"trace_id={trace_id} call " in log, log[-2000:]
