@@ -39,6 +39,7 @@ OUTCOME_FRESH_SECS = 30.0  # a delivery outcome this recent answers "is Supabase
 PING_CACHE_SECS = 10.0
 PING_TIMEOUT_SECS = 3.0
 STALE_BACKLOG_SECS = 300.0  # an oldest pending write older than this makes the archive degraded
+HEALTHY, DEGRADED, NOT_CONFIGURED = "healthy", "degraded", "not_configured"
 
 
 def _iso(epoch: float | None) -> str | None:
@@ -70,6 +71,7 @@ class Archive:
         self.repository: SupabaseRepository | None = None
         self.worker: DeliveryWorker | None = None
         self._ping: tuple[float, bool, dict[str, Any] | None] | None = None
+        self._probing: asyncio.Task[None] | None = None
         self._start_lock = asyncio.Lock()
         telemetry.register_gauges(lambda: self.outbox.last_stats)
 
@@ -113,6 +115,10 @@ class Archive:
                 if self.outbox.backend == "memory" or stats.in_memory:
                     log.error("Supabase archive closing with %d write(s) only in memory: they are "
                               "lost", stats.in_memory)
+        if self._probing is not None:
+            self._probing.cancel()
+            await asyncio.wait({self._probing})
+            self._probing = None
         if self.worker:
             await self.worker.stop()
             self.worker = None
@@ -167,47 +173,72 @@ class Archive:
 
     # --- health -------------------------------------------------------------------------------
 
-    async def _reachable(self) -> tuple[bool | None, dict[str, Any] | None]:
+    def _reachability(self) -> tuple[bool | None, dict[str, Any] | None, bool]:
+        """(reachable, last error, fresh?) from the worker's last outcome or the last ping."""
         worker = self.worker
         now = time.time()
         if worker is not None:
             last = max(worker.last_success_at or 0, worker.last_failure_at or 0)
             if last and now - last < OUTCOME_FRESH_SECS:
                 ok = (worker.last_success_at or 0) >= (worker.last_failure_at or 0)
-                return ok, None if ok else worker.last_error
-        if self._ping and now - self._ping[0] < PING_CACHE_SECS:
-            return self._ping[1], self._ping[2]
-        if self.repository is None:
-            return None, None
-        try:
-            await asyncio.wait_for(self.repository.ping(), PING_TIMEOUT_SECS)
-            result: tuple[bool, dict[str, Any] | None] = (True, None)
-        except ArchiveError as exc:
-            result = (False, exc.summary())
-        except (TimeoutError, asyncio.TimeoutError):
-            result = (False, {"code": None, "message": "ping timed out", "hint": None,
-                              "error_type": "timeout"})
-        self._ping = (now, *result)
-        return result
+                return ok, None if ok else worker.last_error, True
+        if self._ping is not None:
+            return self._ping[1], self._ping[2], now - self._ping[0] < PING_CACHE_SECS
+        return None, None, False
 
-    async def health(self) -> dict[str, Any]:
-        """The ``supabase`` health component. Never contains the key."""
-        stats = await self.outbox.stats()
-        reachable, error = await self._reachable()
+    async def _probe(self) -> None:
+        """Ping Supabase (when no delivery said anything lately) and re-read the outbox."""
+        try:
+            if not self._reachability()[2] and self.repository is not None:
+                try:
+                    await asyncio.wait_for(self.repository.ping(), PING_TIMEOUT_SECS)
+                    self._ping = (time.time(), True, None)
+                except ArchiveError as exc:
+                    self._ping = (time.time(), False, exc.summary())
+                except (TimeoutError, asyncio.TimeoutError):
+                    self._ping = (time.time(), False, {"code": None, "message": "ping timed out",
+                                                       "hint": None, "error_type": "timeout"})
+            await self.outbox.stats()
+        finally:
+            self._probing = None
+
+    def health(self) -> dict[str, Any]:
+        """The ``supabase`` health component, from what is known now; never blocks, never
+        contains the key. When that knowledge is stale it starts a background probe, so the next
+        call is fresh (``check_health()`` waits for it instead)."""
+        if not self._reachability()[2] and self._probing is None:
+            try:
+                self._probing = asyncio.get_running_loop().create_task(self._probe())
+            except RuntimeError:  # no event loop: report what is known
+                pass
+        return self._report()
+
+    async def check_health(self) -> dict[str, Any]:
+        """``health()`` after probing Supabase and re-reading the outbox."""
+        if self._probing is not None:
+            await asyncio.shield(self._probing)
+        else:
+            self._probing = asyncio.get_running_loop().create_task(self._probe())
+            await asyncio.shield(self._probing)
+        return self._report()
+
+    def _report(self) -> dict[str, Any]:
+        stats = self.outbox.last_stats
+        reachable, error, _ = self._reachability()
         worker = self.worker
-        degraded_reasons = []
+        reasons = []
         if reachable is False:
-            degraded_reasons.append("supabase unreachable")
+            reasons.append("supabase unreachable")
         if self.outbox.redis_ok is False:
-            degraded_reasons.append("redis down: outbox in memory")
+            reasons.append("redis down: outbox in memory")
         if stats.oldest_age_s > STALE_BACKLOG_SECS:
-            degraded_reasons.append("backlog older than %d s" % STALE_BACKLOG_SECS)
+            reasons.append("backlog older than %d s" % STALE_BACKLOG_SECS)
         if worker is None or not worker.running:
-            degraded_reasons.append("delivery worker not running")
+            reasons.append("delivery worker not running")
         return {
+            "status": DEGRADED if reasons else HEALTHY,
             "configured": True,
-            "status": "degraded" if degraded_reasons else "ok",
-            "reasons": degraded_reasons,
+            "reasons": reasons,
             "host": urlsplit(self._url).hostname,
             "reachable": reachable,
             "last_error": error,
@@ -243,8 +274,11 @@ class DisabledArchive:
     async def load_history(self, continuation_id: str, limit: int | None = None) -> list[Turn] | None:
         return None
 
-    async def health(self) -> dict[str, Any]:
-        return {"configured": False, "status": "not_configured", "reason": self.reason}
+    def health(self) -> dict[str, Any]:
+        return {"status": NOT_CONFIGURED, "configured": False, "reason": self.reason}
+
+    async def check_health(self) -> dict[str, Any]:
+        return self.health()
 
 
 def build_archive(settings: "Settings", instruments: "Instruments | None" = None, *,

@@ -42,7 +42,7 @@ async def test_chats_during_an_outage_land_exactly_once_when_supabase_returns(
 
     # The worker keeps trying; nothing lands, nothing is lost.
     await asyncio.sleep(0.6)
-    health = await archive.health()
+    health = await archive.check_health()
     assert health["status"] == "degraded" and health["reachable"] is False
     assert health["backlog"]["depth"] == n and health["backlog"]["oldest_age_s"] > 0.5
     assert health["backlog"]["backend"] == "redis" and health["durable"] is True
@@ -60,8 +60,8 @@ async def test_chats_during_an_outage_land_exactly_once_when_supabase_returns(
     assert Counter(r[0] for r in rows) == {f"conv-{i}": 2 for i in range(n)}
     assert len({r[3] for r in rows}) == 2 * n  # none twice
     assert db.execute("select count(*) from conversations").fetchone()[0] == n
-    health = await archive.health()
-    assert health["status"] == "ok" and health["backlog"]["depth"] == 0
+    health = await archive.check_health()
+    assert health["status"] == "healthy" and health["backlog"]["depth"] == 0
     assert health["delivered"] == n and health["dead_lettered"] == 0
 
 
@@ -179,8 +179,8 @@ async def test_bad_rows_are_dead_lettered_with_a_clear_error_and_do_not_block(
     assert "dead-letter" in logged and "x" * 100 not in logged  # no content in logs
     assert telemetry.total(names.OUTBOX_DELIVERY_FAILURES,
                            **{names.FAILURE_DISPOSITION: "dead_letter"}) == 3
-    health = await archive.health()
-    assert health["backlog"]["dead_letters"] == 3 and health["status"] == "ok"
+    health = await archive.check_health()
+    assert health["backlog"]["dead_letters"] == 3 and health["status"] == "healthy"
 
 
 async def test_without_redis_the_outbox_is_in_memory_and_says_so(
@@ -190,7 +190,7 @@ async def test_without_redis_the_outbox_is_in_memory_and_says_so(
     archive = await make_archive(None, memory_limit=5)
     for i in range(7):
         await archive.record_turn(f"conv-{i}", "s", exchange(i), {})
-    health = await archive.health()
+    health = await archive.check_health()
     assert health["durable"] is False and health["backlog"]["backend"] == "memory"
     assert health["backlog"]["depth"] == 5  # the bound: the two oldest were dropped, and counted
     assert telemetry.total(names.OUTBOX_DROPPED) == 2
@@ -215,7 +215,7 @@ async def test_redis_failing_at_run_time_falls_back_to_memory_then_back(
         flaky.stop()
         for i in range(3):
             await archive.record_turn(f"conv-{i}", "s", exchange(i), {})
-        health = await archive.health()
+        health = await archive.check_health()
         assert health["status"] == "degraded"
         assert "redis down: outbox in memory" in health["reasons"]
         assert health["backlog"]["in_memory"] == 3
@@ -243,16 +243,21 @@ async def test_not_configured_is_a_no_op_that_says_so() -> None:
     await archive.start()
     await archive.record_turn("c", "s", [Turn("user", "hi")], {})
     assert await archive.load_history("c", 5) is None
-    assert await archive.health() == {"configured": False, "status": "not_configured",
-                                      "reason": "SUPABASE_URL is not set"}
+    assert archive.health() == {"configured": False, "status": "not_configured",
+                                "reason": "SUPABASE_URL is not set"}
     no_key = build_archive(Settings(SUPABASE_URL="https://example.invalid", REDIS_URL=""))
-    assert (await no_key.health())["reason"] == "SUPABASE_SERVICE_ROLE_KEY is not set"
+    assert (await no_key.check_health())["reason"] == "SUPABASE_SERVICE_ROLE_KEY is not set"
     await archive.aclose()
 
 
-async def test_health_never_shows_the_key(make_archive: Any, redis_client: Any) -> None:
+async def test_health_is_cheap_and_never_shows_the_key(make_archive: Any,
+                                                      redis_client: Any) -> None:
     archive = await make_archive(redis_client)
-    health = await archive.health()
-    assert health["reachable"] is True and health["status"] == "ok"
+    first = archive.health()  # sync, never waits: nothing known yet, a probe starts behind it
+    assert first["reachable"] is None and first["configured"] is True
+    await asyncio.sleep(0.3)
+    assert archive.health()["reachable"] is True
+    health = await archive.check_health()
+    assert health["reachable"] is True and health["status"] == "healthy"
     assert FAKE_SERVICE_ROLE_KEY not in repr(health)
     assert FAKE_SERVICE_ROLE_KEY not in repr(archive.__dict__.get("_url"))

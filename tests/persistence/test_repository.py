@@ -107,13 +107,15 @@ async def test_wrong_key_and_missing_table_are_not_poison(server: PostgrestTestS
 
 async def test_test_server_maps_unique_violations_to_409(server: PostgrestTestServer) -> None:
     """A plain insert (no upsert) of a duplicate key: PostgREST answers 409 with 23505."""
+    import httpx
     from supabase import AsyncClientOptions, acreate_client
 
+    http = httpx.AsyncClient()
     client = await acreate_client(server.url, FAKE_SERVICE_ROLE_KEY,
-                                  AsyncClientOptions(postgrest_client_retry=False))
+                                  AsyncClientOptions(httpx_client=http, postgrest_client_retry=False))
     await client.table("conversations").insert({"continuation_id": "dup"}).execute()
     with pytest.raises(Exception) as info:
         await client.table("conversations").insert({"continuation_id": "dup"}).execute()
     assert getattr(info.value, "code", None) == "23505"
     assert server.requests[-1].status == 409
-    await client.postgrest.aclose()
+    await http.aclose()
