@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -55,7 +56,7 @@ class Archive:
                  telemetry: SupabaseTelemetry, owned_redis: Any = None,
                  history_limit: int = DEFAULT_HISTORY_LIMIT, request_timeout_secs: float = 10.0,
                  backoff_base_secs: float = 0.5, backoff_max_secs: float = 30.0,
-                 idle_poll_secs: float = 1.0, tracer_provider: Any = None,
+                 idle_poll_secs: float = 5.0, tracer_provider: Any = None,
                  meter_provider: Any = None) -> None:
         self._url = url
         self._key = key
@@ -255,8 +256,10 @@ class DisabledArchive:
 
     configured = False
 
-    def __init__(self, reason: str = "SUPABASE_URL is not set") -> None:
+    def __init__(self, reason: str = "SUPABASE_URL is not set",
+                 status: str = NOT_CONFIGURED) -> None:
         self.reason = reason
+        self.status = status
 
     async def start(self) -> None:
         log.info("Supabase archive off: %s", self.reason)
@@ -275,7 +278,7 @@ class DisabledArchive:
         return None
 
     def health(self) -> dict[str, Any]:
-        return {"status": NOT_CONFIGURED, "configured": False, "reason": self.reason}
+        return {"status": self.status, "configured": False, "reason": self.reason}
 
     async def check_health(self) -> dict[str, Any]:
         return self.health()
@@ -299,6 +302,10 @@ def build_archive(settings: "Settings", instruments: "Instruments | None" = None
         return DisabledArchive("SUPABASE_URL is not set")
     if not key:
         return DisabledArchive("SUPABASE_SERVICE_ROLE_KEY is not set")
+    if not re.match(r"^https?://[^/\s]+", url):
+        # A typo must not stop the daemon from chatting; health shows it instead.
+        log.error("Supabase archive off: SUPABASE_URL is not an http(s) URL")
+        return DisabledArchive("SUPABASE_URL is not an http(s) URL", status=DEGRADED)
     owned = None
     if redis is None and settings.redis_url:
         import redis.asyncio as redis_asyncio

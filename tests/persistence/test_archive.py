@@ -247,6 +247,11 @@ async def test_not_configured_is_a_no_op_that_says_so() -> None:
                                 "reason": "SUPABASE_URL is not set"}
     no_key = build_archive(Settings(SUPABASE_URL="https://example.invalid", REDIS_URL=""))
     assert (await no_key.check_health())["reason"] == "SUPABASE_SERVICE_ROLE_KEY is not set"
+    typo = build_archive(Settings(SUPABASE_URL="project.supabase.co", REDIS_URL="",
+                                  SUPABASE_SERVICE_ROLE_KEY=FAKE_SERVICE_ROLE_KEY))
+    assert isinstance(typo, DisabledArchive)
+    assert typo.health() == {"status": "degraded", "configured": False,
+                             "reason": "SUPABASE_URL is not an http(s) URL"}
     await archive.aclose()
 
 
