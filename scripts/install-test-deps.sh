@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Install what the pipeline tests run for real, idempotently; fast when everything is present.
+#   - Debian packages: redis-server, prometheus (+promtool), prometheus-alertmanager (+amtool)
+#     (apt only runs when one of the binaries is missing)
+#   - the OpenTelemetry Collector Builder, then the collector itself via collector-config/build.sh
+#     (cached on the manifest's hash, so a warm run costs a hash and a stat)
+# Needs root (or sudo) for apt and a Go toolchain (>= 1.25) for the collector build.
+# Prints the collector binary path as its last line, like build.sh.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BUILDER_VERSION=v0.165.0
+
+need_apt=()
+command -v redis-server >/dev/null || need_apt+=(redis-server)
+{ command -v prometheus >/dev/null && command -v promtool >/dev/null; } || need_apt+=(prometheus)
+{ command -v prometheus-alertmanager >/dev/null || command -v alertmanager >/dev/null; } \
+  && command -v amtool >/dev/null || need_apt+=(prometheus-alertmanager)
+
+if [ "${#need_apt[@]}" -gt 0 ]; then
+  sudo_cmd=()
+  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  echo "install-test-deps: apt-get install ${need_apt[*]}" >&2
+  "${sudo_cmd[@]}" apt-get update >&2
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y --no-install-recommends \
+    "${need_apt[@]}" >&2
+  # The Debian packages start their services; the tests start their own on free ports.
+  for svc in redis-server prometheus prometheus-alertmanager; do
+    if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
+      "${sudo_cmd[@]}" systemctl stop "$svc" >&2 || true
+    fi
+  done
+fi
+
+command -v go >/dev/null || { echo "install-test-deps: Go toolchain (>= 1.25) required" >&2; exit 1; }
+gobin="$(go env GOPATH)/bin"
+if ! { [ -x "$gobin/builder" ] && "$gobin/builder" version 2>&1 | grep -q "$BUILDER_VERSION"; }; then
+  echo "install-test-deps: installing ocb $BUILDER_VERSION" >&2
+  GOBIN="$gobin" go install "go.opentelemetry.io/collector/cmd/builder@$BUILDER_VERSION" >&2
+fi
+
+"$here/collector-config/build.sh"

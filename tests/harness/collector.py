@@ -1,0 +1,282 @@
+"""The project's collector build (collector-config/) as a real process on loopback ports.
+
+The suite runs the very config docker compose mounts (collector-config/config.yaml); only
+environment variables differ: loopback endpoints, a scratch storage directory and short intervals.
+The same binary also runs the test-only Tempo/Loki stand-ins (tests/pipeline/standin-config.yaml),
+which write everything they receive to JSON-lines files that tests read back.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from .procs import LOOPBACK, ManagedProcess, free_port, port_open
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIG = REPO / "collector-config" / "config.yaml"
+BUILD_SCRIPT = REPO / "collector-config" / "build.sh"
+STANDIN_CONFIG = REPO / "tests" / "pipeline" / "standin-config.yaml"
+
+# Short intervals so a live test sees data within seconds; production defaults are in config.yaml.
+FAST_ENV: dict[str, str] = {
+    "EXAI_SPANMETRICS_FLUSH_INTERVAL": "1s",
+    "EXAI_OTELCOL_TAIL_DECISION_WAIT": "2s",
+    "EXAI_OTELCOL_RETRY_MAX_INTERVAL": "1s",
+    "EXAI_OTELCOL_BATCH_TIMEOUT": "200ms",
+    "EXAI_OTELCOL_PRW_WAL_FLUSH": "1s",
+    "EXAI_OTELCOL_LOG_LEVEL": "info",
+}
+
+
+@functools.cache
+def collector_binary() -> str:
+    """Path of the built collector: $EXAI_OTELCOL_BIN, else whatever build.sh prints (cached build)."""
+    explicit = os.environ.get("EXAI_OTELCOL_BIN")
+    if explicit:
+        if not os.access(explicit, os.X_OK):
+            raise RuntimeError(f"EXAI_OTELCOL_BIN={explicit} is not an executable file")
+        return explicit
+    done = subprocess.run(
+        [str(BUILD_SCRIPT)], capture_output=True, text=True, timeout=3600, check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"collector-config/build.sh failed:\n{done.stderr[-4000:]}")
+    return done.stdout.strip().splitlines()[-1]
+
+
+def validate(config: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``otelcol validate`` on a config file, with extra environment variables."""
+    return subprocess.run(
+        [collector_binary(), "validate", f"--config={config}"],
+        capture_output=True, text=True, timeout=60, check=False, env={**os.environ, **(env or {})},
+    )
+
+
+def _healthy(port: int) -> bool:
+    return httpx.get(f"http://{LOOPBACK}:{port}/", timeout=1.0).status_code == 200
+
+
+@dataclass
+class Collector:
+    """The main collector: config.yaml with loopback overrides. ``proc`` starts/stops it."""
+
+    workdir: Path
+    env: dict[str, str]
+    grpc_port: int
+    http_port: int
+    health_port: int
+    telemetry_port: int
+    proc: ManagedProcess = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.proc = ManagedProcess(
+            name="otelcol", argv=[collector_binary(), f"--config={CONFIG}"],
+            log_path=self.workdir / "otelcol.log", env=self.env,
+            ready=lambda: _healthy(self.health_port), ready_timeout=60,
+        )
+
+    @property
+    def otlp_grpc(self) -> str:
+        return f"http://{LOOPBACK}:{self.grpc_port}"
+
+    @property
+    def otlp_http(self) -> str:
+        return f"http://{LOOPBACK}:{self.http_port}"
+
+    def self_metrics(self) -> dict[str, float]:
+        """The collector's own Prometheus metrics, summed by name (labels dropped)."""
+        text = httpx.get(f"http://{LOOPBACK}:{self.telemetry_port}/metrics", timeout=2).text
+        return _sum_by_name(text)
+
+    def self_metric(self, name: str, **labels: str) -> float:
+        """Sum of one self-metric over the series whose labels include ``labels``."""
+        text = httpx.get(f"http://{LOOPBACK}:{self.telemetry_port}/metrics", timeout=2).text
+        total = 0.0
+        for metric, series_labels, value in _parse_exposition(text):
+            if metric == name and all(series_labels.get(k) == v for k, v in labels.items()):
+                total += value
+        return total
+
+
+def main_collector(
+    workdir: Path, *, tempo_grpc: str, loki_http: str, remote_write_url: str,
+    extra_env: dict[str, str] | None = None,
+) -> Collector:
+    """A collector running collector-config/config.yaml on fresh loopback ports; call ``proc.start()``."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    ports = [free_port() for _ in range(4)]
+    env = {
+        **FAST_ENV,
+        "EXAI_OTELCOL_OTLP_GRPC_ENDPOINT": f"{LOOPBACK}:{ports[0]}",
+        "EXAI_OTELCOL_OTLP_HTTP_ENDPOINT": f"{LOOPBACK}:{ports[1]}",
+        "EXAI_OTELCOL_HEALTH_ENDPOINT": f"{LOOPBACK}:{ports[2]}",
+        "EXAI_OTELCOL_TELEMETRY_HOST": LOOPBACK,
+        "EXAI_OTELCOL_TELEMETRY_PORT": str(ports[3]),
+        "EXAI_OTELCOL_STORAGE_DIR": str(workdir / "storage"),
+        "EXAI_TEMPO_OTLP_GRPC_ENDPOINT": tempo_grpc,
+        "EXAI_LOKI_OTLP_ENDPOINT": loki_http,
+        "EXAI_PROMETHEUS_REMOTE_WRITE_URL": remote_write_url,
+        **(extra_env or {}),
+    }
+    return Collector(workdir, env, *ports)
+
+
+@dataclass
+class StandIn:
+    """Tempo/Loki stand-in: the built collector receiving OTLP and writing it to JSON-lines files."""
+
+    workdir: Path
+    grpc_port: int
+    http_port: int
+    proc: ManagedProcess = field(init=False)
+
+    def __post_init__(self) -> None:
+        env = {
+            "STANDIN_GRPC_ENDPOINT": f"{LOOPBACK}:{self.grpc_port}",
+            "STANDIN_HTTP_ENDPOINT": f"{LOOPBACK}:{self.http_port}",
+            "STANDIN_OUT_DIR": str(self.workdir),
+        }
+        self.proc = ManagedProcess(
+            name=f"standin-{self.workdir.name}",
+            argv=[collector_binary(), f"--config={STANDIN_CONFIG}"],
+            log_path=self.workdir / "standin.log", env=env,
+            ready=lambda: port_open(self.grpc_port) and port_open(self.http_port), ready_timeout=60,
+        )
+
+    @property
+    def grpc_endpoint(self) -> str:
+        """What the main collector's otlp_grpc/tempo exporter points at."""
+        return f"{LOOPBACK}:{self.grpc_port}"
+
+    @property
+    def loki_endpoint(self) -> str:
+        """What the main collector's otlp_http/loki exporter points at (Loki serves /otlp)."""
+        return f"http://{LOOPBACK}:{self.http_port}/otlp"
+
+    @property
+    def traces_file(self) -> Path:
+        return self.workdir / "traces.jsonl"
+
+    @property
+    def logs_file(self) -> Path:
+        return self.workdir / "logs.jsonl"
+
+    def spans(self) -> list[dict[str, Any]]:
+        return list(iter_spans(self.traces_file))
+
+    def log_records(self) -> list[dict[str, Any]]:
+        return list(iter_log_records(self.logs_file))
+
+
+def standin(workdir: Path) -> StandIn:
+    """A stand-in on fresh loopback ports; call ``proc.start()``."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    return StandIn(workdir, free_port(), free_port())
+
+
+# --- reading what the stand-ins wrote (OTLP/JSON, one export request per line) -------------------
+
+def attr_value(value: dict[str, Any]) -> Any:
+    """An OTLP/JSON AnyValue as a Python value."""
+    if "stringValue" in value:
+        return value["stringValue"]
+    if "intValue" in value:
+        return int(value["intValue"])
+    if "doubleValue" in value:
+        return float(value["doubleValue"])
+    if "boolValue" in value:
+        return bool(value["boolValue"])
+    if "arrayValue" in value:
+        return [attr_value(v) for v in value["arrayValue"].get("values", [])]
+    if "kvlistValue" in value:
+        return attrs(value["kvlistValue"].get("values", []))
+    return None
+
+
+def attrs(items: list[dict[str, Any]]) -> dict[str, Any]:
+    return {item["key"]: attr_value(item.get("value", {})) for item in items}
+
+
+def _lines(path: Path) -> Iterator[dict[str, Any]]:
+    if not path.exists():
+        return
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line:
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError:  # a line still being written
+                continue
+
+
+def iter_spans(path: Path) -> Iterator[dict[str, Any]]:
+    """Spans with ``resource`` and decoded ``attrs`` added."""
+    for request in _lines(path):
+        for rs in request.get("resourceSpans", []):
+            resource = attrs(rs.get("resource", {}).get("attributes", []))
+            for ss in rs.get("scopeSpans", []):
+                for span in ss.get("spans", []):
+                    yield {**span, "resource": resource, "attrs": attrs(span.get("attributes", []))}
+
+
+def iter_log_records(path: Path) -> Iterator[dict[str, Any]]:
+    """Log records with ``resource``, decoded ``attrs`` and decoded ``body_value`` added."""
+    for request in _lines(path):
+        for rl in request.get("resourceLogs", []):
+            resource = attrs(rl.get("resource", {}).get("attributes", []))
+            for sl in rl.get("scopeLogs", []):
+                for rec in sl.get("logRecords", []):
+                    yield {
+                        **rec, "resource": resource, "attrs": attrs(rec.get("attributes", [])),
+                        "body_value": attr_value(rec.get("body", {})),
+                    }
+
+
+# --- Prometheus text exposition (the collector's self-metrics) ---------------------------------
+
+def _parse_exposition(text: str) -> Iterator[tuple[str, dict[str, str], float]]:
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        head, _, value = line.rpartition(" ")
+        name, labels = head, {}
+        if "{" in head:
+            name, _, rest = head.partition("{")
+            for part in _split_labels(rest.rstrip("}")):
+                key, _, raw = part.partition("=")
+                labels[key] = raw.strip('"')
+        try:
+            yield name, labels, float(value)
+        except ValueError:
+            continue
+
+
+def _split_labels(body: str) -> list[str]:
+    parts, current, quoted = [], "", False
+    for ch in body:
+        if ch == '"':
+            quoted = not quoted
+        if ch == "," and not quoted:
+            parts.append(current)
+            current = ""
+        else:
+            current += ch
+    if current:
+        parts.append(current)
+    return parts
+
+
+def _sum_by_name(text: str) -> dict[str, float]:
+    totals: dict[str, float] = {}
+    for name, _labels, value in _parse_exposition(text):
+        totals[name] = totals.get(name, 0.0) + value
+    return totals

@@ -1,0 +1,67 @@
+"""Session fixtures for the pipeline tests: real processes on loopback, started once.
+
+stack: Tempo stand-in and Loki stand-in (the built collector writing to files), Alertmanager with
+a loopback webhook receiver, Prometheus (Debian 2.42) with the project's config and rules, and the
+main collector running collector-config/config.yaml pointing at all of them.
+Tests isolate themselves by service.name, so they may share the stack in any order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.harness.alertmanager import Alertmanager, WebhookReceiver, alertmanager
+from tests.harness.collector import Collector, StandIn, collector_binary, main_collector, standin
+from tests.harness.prometheus import Prometheus, prometheus
+
+# Sampling share of successful traces used by the live stack (the compose default is 10).
+SAMPLE_PERCENT = 25
+SLOW_THRESHOLD_MS = 1000
+
+
+@dataclass
+class Stack:
+    collector: Collector
+    tempo: StandIn
+    loki: StandIn
+    prometheus: Prometheus
+    alertmanager: Alertmanager
+    webhook: WebhookReceiver
+
+
+@pytest.fixture(scope="session")
+def otelcol_bin() -> str:
+    return collector_binary()
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory, otelcol_bin: str) -> Iterator[Stack]:
+    root: Path = tmp_path_factory.mktemp("pipeline")
+    webhook = WebhookReceiver().start()
+    tempo = standin(root / "tempo")
+    loki = standin(root / "loki")
+    am = alertmanager(root / "alertmanager", webhook.url)
+    collector_placeholder_rw = "http://127.0.0.1:1/api/v1/write"
+    collector = main_collector(
+        root / "otelcol", tempo_grpc=tempo.grpc_endpoint, loki_http=loki.loki_endpoint,
+        remote_write_url=collector_placeholder_rw,
+        extra_env={"EXAI_TRACE_SAMPLE_PERCENT": str(SAMPLE_PERCENT),
+                   "EXAI_TRACE_SLOW_THRESHOLD_MS": str(SLOW_THRESHOLD_MS)},
+    )
+    prom = prometheus(root / "prometheus", collector_metrics=f"127.0.0.1:{collector.telemetry_port}",
+                      alertmanager=am.address, fast=True)
+    collector.env["EXAI_PROMETHEUS_REMOTE_WRITE_URL"] = prom.remote_write_url
+    started = []
+    try:
+        for proc in (tempo.proc, loki.proc, am.proc, prom.proc, collector.proc):
+            proc.start()
+            started.append(proc)
+        yield Stack(collector, tempo, loki, prom, am, webhook)
+    finally:
+        for proc in reversed(started):
+            proc.stop(timeout=30)
+        webhook.stop()
