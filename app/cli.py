@@ -1,4 +1,4 @@
-"""The ``exai`` command line: serve, chat, fake-llm, loadgen."""
+"""The ``exai`` command line: serve, chat, fake-llm, loadgen, mcp."""
 
 from __future__ import annotations
 
@@ -128,6 +128,17 @@ def loadgen(
             console.print(f"{key:>14}: {value}")
     if summary.succeeded == 0:
         raise typer.Exit(1)
+
+
+@app.command()
+def mcp(
+    url: Annotated[Optional[str], typer.Option(help="Daemon URL (EXAI_WS_URL).")] = None,
+    log_level: Annotated[str, typer.Option(help="Log level (logs go to stderr).")] = "INFO",
+) -> None:
+    """Serve MCP on stdio for editors and agents, forwarding tools to the daemon."""
+    from .mcp_bridge import run_bridge
+
+    run_bridge(url=url, log_level=log_level)
 
 
 def main() -> None:

@@ -1,0 +1,52 @@
+"""Where the daemon is and how long to wait for it, read once from the environment.
+
+The daemon's address, token and tool timeout come from the daemon's own settings
+(:class:`app.config.Settings`), so the bridge and the daemon cannot disagree on a default. Only the
+bridge's own patience (reconnect backoff, how long a request waits for a connection) is new here.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.config import Settings
+
+
+class BridgeOptions(BaseSettings):
+    """The bridge-only knobs, under ``EXAI_MCP_*``."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    ws_url: str = Field("", alias="EXAI_WS_URL")
+    connect_wait_secs: float = Field(10.0, alias="EXAI_MCP_CONNECT_WAIT_SECS", gt=0)
+    connect_timeout_secs: float = Field(10.0, alias="EXAI_MCP_CONNECT_TIMEOUT_SECS", gt=0)
+    reconnect_base_secs: float = Field(0.2, alias="EXAI_MCP_RECONNECT_BASE_SECS", gt=0)
+    reconnect_max_secs: float = Field(10.0, alias="EXAI_MCP_RECONNECT_MAX_SECS", gt=0)
+    # Only a safety net past the daemon's own tool timeout, which answers TIMEOUT first.
+    deadline_margin_secs: float = Field(10.0, alias="EXAI_MCP_DEADLINE_MARGIN_SECS", ge=0)
+    forward_stream_chunks: bool = Field(True, alias="EXAI_MCP_FORWARD_STREAM_CHUNKS")
+
+
+class BridgeSettings:
+    """Everything the bridge needs, resolved: the daemon's URL and token, the fallback tool
+    timeout (used until the daemon reports its own), and the bridge's options."""
+
+    def __init__(self, daemon: Settings, options: BridgeOptions, url: str | None = None) -> None:
+        self.url = url or options.ws_url or f"ws://{_host(daemon.ws_host)}:{daemon.ws_port}"
+        self.token = daemon.ws_token.get_secret_value()
+        self.tool_timeout_secs = daemon.tool_timeout_secs
+        self.options = options
+
+    @classmethod
+    def from_env(cls, url: str | None = None) -> "BridgeSettings":
+        return cls(Settings(), BridgeOptions(), url)
+
+
+def _host(host: str) -> str:
+    """A daemon bound to every address is reached on loopback; IPv6 literals need brackets."""
+    if host in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
