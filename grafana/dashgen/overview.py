@@ -1,0 +1,145 @@
+"""Overview: the page people open first. Replaces the old HTML status page and its event log."""
+
+from __future__ import annotations
+
+from . import names as n
+from .core import (RATE, Json, Panel, alert_list, dashboard, dashboard_links, label_variable,
+                   logs, loki, or_zero, prom, row, stat, timeseries, unit_override)
+
+UID = "exai-overview"
+
+
+def tool_variable() -> Json:
+    return label_variable("tool", "Tool", f'{n.SPAN_CALLS}{{mcp_method_name="tools/call"}}',
+                          "gen_ai_tool_name")
+
+
+def provider_variable() -> Json:
+    return label_variable("provider", "Provider", n.GENAI_DURATION + "_count",
+                          "gen_ai_provider_name")
+
+
+def model_variable() -> Json:
+    return label_variable("model", "Model",
+                          f'{n.GENAI_DURATION}_count{{gen_ai_provider_name=~"$provider"}}',
+                          "gen_ai_request_model")
+
+
+def _tool_rate(extra: str = "") -> str:
+    selector = n.TOOL_CALLS + (f", {extra}" if extra else "")
+    return f"sum(rate({n.SPAN_CALLS}{{{selector}}}[{RATE}]))"
+
+
+def health() -> list[Panel]:
+    error_ratio = f"{or_zero(_tool_rate(n.ERROR))} / {_tool_rate()}"
+    return [
+        row("Health"),
+        stat("Daemon instances reporting",
+             [prom(f"count(max_over_time({n.TARGET_INFO}{{{n.DAEMON_JOB}}}[2m]))", "instances")],
+             description="Daemon processes whose telemetry reached Prometheus in the last 2 "
+                         "minutes (they push; nothing is scraped). 0 means down or cut off.",
+             thresholds=[(None, "red"), (1, "green")], decimals=0),
+        stat("Active sessions", [prom(f"sum({n.SESSIONS_ACTIVE})", "sessions")], decimals=0,
+             description="WebSocket sessions open after hello."),
+        stat("Calls in flight", [prom(f"sum({n.CALLS_IN_FLIGHT})", "calls")], decimals=0),
+        stat("Request rate", [prom(_tool_rate(), "calls/s")], unit="reqps",
+             description="tools/call requests per second (selected tools), from 100 % of spans."),
+        stat("Error ratio", [prom(error_ratio, "errors")], unit="percentunit",
+             thresholds=[(None, "green"), (0.05, "orange"), (0.1, "red")],
+             description="Share of tools/call requests that ended in error."),
+        stat("Alerts firing",
+             [prom(or_zero('count(ALERTS{alertstate="firing"})'), "firing")], decimals=0,
+             thresholds=[(None, "green"), (1, "red")],
+             description="Prometheus alert rules (backends/prometheus/rules) currently firing."),
+    ]
+
+
+def requests() -> list[Panel]:
+    bucket = f"{n.SPAN_DURATION_BUCKET}{{{n.TOOL_CALLS}}}"
+    quantiles = [
+        prom(f"histogram_quantile({q}, sum by (le, gen_ai_tool_name) (rate({bucket}[{RATE}])))",
+             f"p{int(q * 100)} {{{{gen_ai_tool_name}}}}", exemplar=True)
+        for q in (0.5, 0.95, 0.99)
+    ]
+    return [
+        row("Requests"),
+        timeseries("Tool calls per second", [prom(
+            f"sum by (gen_ai_tool_name) (rate({n.SPAN_CALLS}{{{n.TOOL_CALLS}}}[{RATE}]))",
+            "{{gen_ai_tool_name}}")], unit="reqps"),
+        timeseries("Errors per second by tool and type", [prom(
+            f"sum by (gen_ai_tool_name, error_type) "
+            f"(rate({n.SPAN_CALLS}{{{n.TOOL_CALLS}, {n.ERROR}}}[{RATE}]))",
+            "{{gen_ai_tool_name}} {{error_type}}")], unit="reqps",
+            description="error.type is the reply's error code or the upstream's HTTP status."),
+        timeseries("Latency per tool (p50, p95, p99)", quantiles, unit="s",
+                   description="From span metrics; exemplar dots open the trace in Tempo."),
+        timeseries("Rejected requests", [prom(
+            f"sum by (exai_rejection_reason, exai_rejection_scope) "
+            f"(rate({n.REJECTIONS}[{RATE}]))",
+            "{{exai_rejection_reason}} ({{exai_rejection_scope}})")], unit="reqps",
+            width=12, description="Refused by a rate limit or a concurrency limit."),
+        timeseries("WebSocket traffic", [prom(
+            f"sum by (network_io_direction) (rate({n.WEBSOCKET_BYTES}[{RATE}]))",
+            "{{network_io_direction}}")], unit="Bps", width=12),
+    ]
+
+
+def _card(title: str, calls: str, errors: str, latency_bucket: str, extra: tuple[str, str, str],
+          width: int) -> Panel:
+    """One component: calls/s, errors/s, p95 latency and one volume figure, with its own unit."""
+    extra_title, extra_expr, extra_unit = extra
+    p95 = f"histogram_quantile(0.95, sum by (le) (rate({latency_bucket}[{RATE}])))"
+    return stat(title, [
+        prom(calls, "calls/s"), prom(or_zero(errors), "errors/s"), prom(p95, "p95"),
+        prom(extra_expr, extra_title)],
+        width=width, height=5, unit="reqps",
+        overrides=[unit_override("C", "s"), unit_override("D", extra_unit)])
+
+
+def components() -> list[Panel]:
+    mcp = f'{n.MCP_DURATION}_count{{mcp_method_name="tools/call"'
+    redis = f"{n.DB_DURATION}_count{{{n.REDIS}"
+    supabase = f"{n.SUPABASE_DURATION}_count{{"
+    cards = [
+        _card("WebSocket", f"sum(rate({mcp}}}[{RATE}]))",
+              f'sum(rate({mcp}, error_type!=""}}[{RATE}]))',
+              f'{n.MCP_DURATION}_bucket{{mcp_method_name="tools/call"}}',
+              ("bytes/s", f"sum(rate({n.WEBSOCKET_BYTES}[{RATE}]))", "Bps"), 5),
+        _card("Redis", f"sum(rate({redis}}}[{RATE}]))",
+              f'sum(rate({redis}, error_type!=""}}[{RATE}]))',
+              f"{n.DB_DURATION}_bucket{{{n.REDIS}}}",
+              ("fallback", f"max({n.by_name_regex(n.STORAGE_FALLBACK)})", "bool_on_off"), 5),
+        _card("Supabase", f"sum(rate({supabase}}}[{RATE}]))",
+              f'sum(rate({supabase}error_type!=""}}[{RATE}]))',
+              f"{n.SUPABASE_DURATION}_bucket",
+              ("backlog", f"sum({n.OUTBOX_DEPTH})", "none"), 5),
+    ]
+    for i, (label, provider) in enumerate(n.PROVIDERS.items()):
+        selector = f'gen_ai_provider_name="{provider}"'
+        cards.append(_card(
+            label, f"sum(rate({n.GENAI_DURATION}_count{{{selector}}}[{RATE}]))",
+            f'sum(rate({n.GENAI_DURATION}_count{{{selector}, error_type!=""}}[{RATE}]))',
+            f"{n.GENAI_DURATION}_bucket{{{selector}}}",
+            ("tokens/s", f"sum(rate({n.GENAI_TOKENS}_sum{{{selector}}}[{RATE}]))", "short"),
+            5 if i == 0 else 4))
+    return [row("Components"), *cards]
+
+
+def alerts_and_logs() -> list[Panel]:
+    return [
+        row("Alerts and events"),
+        alert_list("Firing and pending alerts", width=24, height=6,
+                   description="From the Prometheus alert rules; Alertmanager routes them."),
+        logs("Recent events", loki(n.LOG_STREAM), height=12,
+             description="The daemon's log records. Open a line: the trace_id field links to "
+                         "the whole request in Tempo."),
+    ]
+
+
+def build() -> Json:
+    return dashboard(
+        UID, "exai: Overview",
+        "Is the daemon up, how busy is it, what fails, and how fast each component answers.",
+        [*health(), *requests(), *components(), *alerts_and_logs()],
+        variables=[tool_variable(), provider_variable(), model_variable()],
+        links=dashboard_links())

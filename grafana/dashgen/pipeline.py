@@ -1,0 +1,76 @@
+"""Pipeline health: is telemetry getting through the collector, and what do the processes cost."""
+
+from __future__ import annotations
+
+from . import names as n
+from .core import (RATE, Json, Panel, dashboard, dashboard_links, or_zero, prom, row, stat,
+                   timeseries)
+
+UID = "exai-pipeline"
+
+
+def flow() -> list[Panel]:
+    panels: list[Panel] = [row("Through the collector")]
+    for signal, label in n.SIGNALS.items():
+        def rate(template: str, by: str = "") -> str:
+            grouping = f" by ({by})" if by else ""
+            return f"sum{grouping} (rate({template.format(signal=signal)}[{RATE}]))"
+
+        panels.append(timeseries(f"{label}: accepted, refused, sent, failed", [
+            prom(rate(n.RECEIVER_ACCEPTED), "accepted"),
+            prom(rate(n.RECEIVER_REFUSED), "refused"),
+            prom(rate(n.EXPORTER_SENT, "exporter"), "sent {{exporter}}"),
+            prom(or_zero(rate(n.EXPORTER_SEND_FAILED, "exporter")), "failed {{exporter}}"),
+        ], unit="cps", description="Refused: the memory limiter pushed back (the SDK retries). "
+                                   "Failed: an exporter gave up after its retries."))
+    return panels
+
+
+def queues() -> list[Panel]:
+    any_signal = n.EXPORTER_ENQUEUE_FAILED.format(signal=f"({'|'.join(n.SIGNALS)})")
+    enqueue_failed = f"sum(rate({n.by_name_regex(any_signal)}[{RATE}]))"
+    return [
+        row("Exporter queues"),
+        timeseries("Queue size vs capacity", [
+            prom(f"max by (exporter) ({n.QUEUE_SIZE})", "size {{exporter}}"),
+            prom(f"max by (exporter) ({n.QUEUE_CAPACITY})", "capacity {{exporter}}")],
+            unit="short", width=12,
+            description="Batches waiting to be sent (persistent queues for Tempo and Loki)."),
+        timeseries("Queue fill", [prom(
+            f"max by (exporter) ({n.QUEUE_SIZE} / {n.QUEUE_CAPACITY})", "{{exporter}}")],
+            unit="percentunit", width=6),
+        stat("Enqueue failures (data lost)", [prom(or_zero(enqueue_failed), "per second")],
+             unit="cps", width=6, height=8, thresholds=[(None, "green"), (0.001, "red")],
+             description="Data dropped because a queue was full."),
+        timeseries("Tail sampling decisions", [prom(
+            f"sum by (policy, decision) (rate({n.TAIL_SAMPLING}[{RATE}]))",
+            "{{policy}} {{decision}}")], unit="cps", width=24, height=7,
+            description="Traces kept for Tempo; the metrics above count 100 % of spans."),
+    ]
+
+
+def processes() -> list[Panel]:
+    daemon = n.DAEMON_JOB
+    return [
+        row("Processes"),
+        timeseries("CPU", [
+            prom(f"sum by (instance) (rate({n.PROCESS_CPU}{{{daemon}}}[{RATE}]))",
+                 "daemon {{instance}}"),
+            prom(f"sum by (instance) (rate({n.COLLECTOR_CPU}[{RATE}]))", "collector")],
+            unit="percentunit", width=8, description="CPU seconds per second (1 = one core)."),
+        timeseries("Memory (resident)", [
+            prom(f"max by (instance) ({n.PROCESS_MEMORY}{{{daemon}}})", "daemon {{instance}}"),
+            prom(f"max by (instance) ({n.COLLECTOR_RSS})", "collector")],
+            unit="bytes", width=8),
+        timeseries("Daemon threads and open files", [
+            prom(f"max by (instance) ({n.PROCESS_THREADS}{{{daemon}}})", "threads"),
+            prom(f"max by (instance) ({n.PROCESS_FDS}{{{daemon}}})", "open files")],
+            unit="short", width=8),
+    ]
+
+
+def build() -> Json:
+    return dashboard(UID, "exai: Pipeline health",
+                     "The OpenTelemetry Collector's intake, output and queues, and what the "
+                     "daemon and collector processes use.",
+                     [*flow(), *queues(), *processes()], links=dashboard_links())

@@ -1,0 +1,108 @@
+"""LLM providers: tokens, cost, latency, time to first chunk, outcomes and circuit breakers."""
+
+from __future__ import annotations
+
+from . import names as n
+from .core import (RATE, Json, Panel, dashboard, dashboard_links, or_zero, prom, row, stat, tempo,
+                   timeseries)
+from .overview import model_variable, provider_variable
+
+UID = "exai-llm-providers"
+BY_MODEL = "gen_ai_provider_name, gen_ai_request_model"
+MODEL_LEGEND = "{{gen_ai_provider_name}} {{gen_ai_request_model}}"
+# TraceQL over sampled traces, for what only spans carry (cached tokens, finish reasons).
+CHAT_SPANS = ('{ span.gen_ai.operation.name = "chat" && span.gen_ai.provider.name =~ "$provider" '
+              '&& span.gen_ai.request.model =~ "$model" }')
+
+
+def _genai(metric: str, extra: str = "") -> str:
+    return f"{metric}{{{n.PROVIDER_FILTER}{', ' + extra if extra else ''}}}"
+
+
+def usage() -> list[Panel]:
+    def tokens(token_type: str) -> Json:
+        series = _genai(n.GENAI_TOKENS + "_sum", f'gen_ai_token_type="{token_type}"')
+        return prom(f"sum by ({BY_MODEL}) (rate({series}[{RATE}]))", MODEL_LEGEND)
+
+    return [
+        row("Tokens and cost"),
+        timeseries("Input tokens per second", [tokens("input")], unit="short"),
+        timeseries("Output tokens per second", [tokens("output")], unit="short"),
+        timeseries("Cached input tokens (sampled traces)", [tempo(
+            f"{CHAT_SPANS} | sum_over_time(span.gen_ai.usage.cache_read.input_tokens) "
+            "by (span.gen_ai.provider.name, span.gen_ai.request.model)", step="1m")],
+            description="Only spans carry the cache-read count, so this sums the traces Tempo "
+                        "kept (errors, slow calls and a share of the rest)."),
+        stat("Cost in range", [prom(
+            f"sum(increase({_genai(n.GENAI_COST)}[$__range]))", "USD")], unit="currencyUSD",
+            decimals=4, width=6,
+            description="From the local price table; unpriced calls are not in it."),
+        stat("Unpriced calls in range", [prom(or_zero(
+            f"sum(increase({_genai(n.GENAI_UNPRICED)}[$__range]))"), "calls")], decimals=0,
+            width=6, thresholds=[(None, "green"), (1, "orange")],
+            description="Calls to models outside the price table: their cost is unknown, not 0."),
+        timeseries("Cost per hour by model", [prom(
+            f"sum by ({BY_MODEL}) (rate({_genai(n.GENAI_COST)}[{RATE}])) * 3600",
+            MODEL_LEGEND)], unit="currencyUSD", width=12),
+    ]
+
+
+def latency() -> list[Panel]:
+    def quantiles(bucket: str, by: str, legend: str) -> list[Json]:
+        return [prom(f"histogram_quantile({q}, sum by (le, {by}) (rate({bucket}[{RATE}])))",
+                     f"p{int(q * 100)} {legend}", exemplar=True) for q in (0.5, 0.95, 0.99)]
+
+    span_bucket = f"{n.SPAN_DURATION_BUCKET}{{{n.PROVIDER_CALLS}}}"
+    return [
+        row("Latency"),
+        timeseries("Call latency (p50, p95, p99)",
+                   quantiles(span_bucket, "gen_ai_provider_name", "{{gen_ai_provider_name}}"),
+                   unit="s", width=12,
+                   description="One LLM call including its retries, from span metrics; exemplar "
+                               "dots open the trace."),
+        timeseries("Time to first chunk (p50, p95)", [
+            prom(f"histogram_quantile({q}, sum by (le, {BY_MODEL}) "
+                 f"(rate({_genai(n.GENAI_TTFC + '_bucket')}[{RATE}])))",
+                 f"p{int(q * 100)} {MODEL_LEGEND}") for q in (0.5, 0.95)],
+            unit="s", width=12, description="Streaming calls only."),
+        timeseries("Calls per second by model", [prom(
+            f"sum by ({BY_MODEL}) (rate({_genai(n.GENAI_DURATION + '_count')}[{RATE}]))",
+            MODEL_LEGEND)], unit="reqps", width=12),
+        timeseries("Latency by model (p95)", [prom(
+            f"histogram_quantile(0.95, sum by (le, {BY_MODEL}) "
+            f"(rate({_genai(n.GENAI_DURATION + '_bucket')}[{RATE}])))", MODEL_LEGEND)],
+            unit="s", width=12),
+    ]
+
+
+def outcomes() -> list[Panel]:
+    circuit_mappings = [{"type": "value", "options": {
+        "0": {"text": "closed", "color": "green"}, "1": {"text": "half open", "color": "orange"},
+        "2": {"text": "open", "color": "red"}}}]
+    failed = _genai(n.GENAI_DURATION + "_count", 'error_type!=""')
+    return [
+        row("Outcomes"),
+        timeseries("Errors per second by type", [prom(
+            f"sum by (gen_ai_provider_name, error_type) (rate({failed}[{RATE}]))",
+            "{{gen_ai_provider_name}} {{error_type}}")], unit="reqps",
+            description="HTTP status from the upstream, timeout, circuit_open, ..."),
+        timeseries("Finish reasons (sampled traces)", [tempo(
+            f"{CHAT_SPANS} | count_over_time() by (span.gen_ai.response.finish_reasons)",
+            step="1m")]),
+        stat("Circuit breakers", [prom(
+            "max by (gen_ai_provider_name) ("
+            + n.by_name_regex(n.CIRCUIT_STATE, 'gen_ai_provider_name=~"$provider"') + ")",
+            "{{gen_ai_provider_name}}")],
+            width=8, height=8, mappings=circuit_mappings, decimals=0,
+            thresholds=[(None, "green"), (1, "orange"), (2, "red")],
+            description="Per provider: closed (calls go through), half open (probing), open "
+                        "(calls fail fast with PROVIDER_UNAVAILABLE)."),
+    ]
+
+
+def build() -> Json:
+    return dashboard(
+        UID, "exai: LLM providers",
+        "Kimi (moonshot_ai) and GLM (z_ai): what the calls cost, how fast they answer, how they end.",
+        [*usage(), *latency(), *outcomes()],
+        variables=[provider_variable(), model_variable()], links=dashboard_links())
