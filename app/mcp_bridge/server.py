@@ -10,7 +10,9 @@ owns it while serving, and every log line goes to stderr (or OTLP).
 from __future__ import annotations
 
 import logging
+import os
 import signal
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -59,29 +61,51 @@ def build_server(forwarder: Forwarder, forward_stream_chunks: bool) -> Server[An
                   on_list_tools=list_tools, on_call_tool=call_tool)
 
 
-async def serve_stdio(settings: BridgeSettings, instruments: BridgeInstruments) -> None:
-    """Serve MCP on stdio until stdin closes or SIGTERM/SIGINT, holding one daemon link."""
+# How long a SIGTERM waits for calls in flight to be cancelled in the daemon before exiting.
+SHUTDOWN_GRACE_SECS = 3.0
+
+
+async def serve_stdio(settings: BridgeSettings, instruments: BridgeInstruments,
+                      exit_now: Callable[[], None]) -> None:
+    """Serve MCP on stdio until stdin closes or SIGTERM/SIGINT, holding one daemon link.
+
+    stdin closing is the normal end. A signal cancels the calls in flight (each tells the daemon
+    to cancel), then calls ``exit_now``: the SDK reads stdin in a thread that no cancellation can
+    interrupt, so the process cannot wait for it to end on its own.
+    """
     link = DaemonLink(settings)
     link.start()
-    forwarder = Forwarder(link, instruments, settings.options.deadline_margin_secs)
-    server = build_server(forwarder, settings.options.forward_stream_chunks)
+    server = build_server(Forwarder(link, instruments, settings.options.deadline_margin_secs),
+                          settings.options.forward_stream_chunks)
+    serving = anyio.CancelScope()
+    server_done = anyio.Event()
     try:
         async with anyio.create_task_group() as group:
-            group.start_soon(_stop_on_signal, group.cancel_scope)
-            async with stdio_server() as (read_stream, write_stream):
-                await server.run(read_stream, write_stream, server.create_initialization_options())
+            group.start_soon(_stop_on_signal, serving, server_done, link, exit_now)
+            with serving:
+                async with stdio_server() as (read_stream, write_stream):
+                    try:
+                        await server.run(read_stream, write_stream,
+                                         server.create_initialization_options())
+                    finally:
+                        server_done.set()
             group.cancel_scope.cancel()
     finally:
         with anyio.CancelScope(shield=True):
             await link.close()
 
 
-async def _stop_on_signal(scope: anyio.CancelScope) -> None:
+async def _stop_on_signal(serving: anyio.CancelScope, server_done: anyio.Event, link: DaemonLink,
+                          exit_now: Callable[[], None]) -> None:
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async for signum in signals:
-            log.info("received %s; stopping", signal.Signals(signum).name)
-            scope.cancel()
-            return
+            log.info("received %s; cancelling calls in flight and stopping",
+                     signal.Signals(signum).name)
+            serving.cancel()
+            with anyio.move_on_after(SHUTDOWN_GRACE_SECS):
+                await server_done.wait()
+            await link.close()
+            exit_now()
 
 
 def run_bridge(url: str | None = None, log_level: str = "INFO") -> None:
@@ -89,7 +113,13 @@ def run_bridge(url: str | None = None, log_level: str = "INFO") -> None:
     telemetry, instruments = start_telemetry(__version__, log_level)
     settings = BridgeSettings.from_env(url)
     log.info("exai mcp bridge %s forwarding to %s", __version__, settings.url)
+
+    def exit_now() -> None:
+        telemetry.shutdown()
+        logging.shutdown()
+        os._exit(0)
+
     try:
-        anyio.run(serve_stdio, settings, instruments)
+        anyio.run(serve_stdio, settings, instruments, exit_now)
     finally:
         telemetry.shutdown()
