@@ -12,16 +12,7 @@ from . import __version__
 from .config import Settings
 from .health import HealthServer, build_report, providers_component, resource_readings
 from .limits import Slots
-try:  # TEMP until the archive lands
-    from .persistence import create_archive
-except ImportError:
-    class _NullArchive:
-        async def start(self): pass
-        async def aclose(self): pass
-        async def record_turn(self, *a, **k): pass
-        async def load_history(self, *a, **k): return None
-        def health(self): return {"status": "healthy", "configured": False}
-    def create_archive(settings, instruments): return _NullArchive()
+from .persistence import create_archive
 from .providers.registry import ProviderRegistry
 from .server import WebSocketServer
 from .session import SessionServices

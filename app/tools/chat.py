@@ -12,6 +12,7 @@ from otel import names
 
 from ..errors import ErrorCode, ToolError
 from ..limits import CapacityExceeded, Slots
+from ..persistence import ArchiveError
 from ..providers.base import ChatRequest, ProviderError
 from ..providers.registry import ProviderRegistry
 from ..storage.turns import Turn
@@ -126,7 +127,13 @@ class ChatTool:
             return []
         turns = await self._threads.load(continuation_id)
         if turns is None:
-            turns = await self._archive.load_history(continuation_id, self._max_turns)
+            try:
+                turns = await self._archive.load_history(continuation_id, self._max_turns)
+            except ArchiveError as exc:
+                raise ToolError(ErrorCode.STORAGE_ERROR,
+                                "thread not in Redis and the Supabase archive cannot be read now",
+                                details={"continuation_id": continuation_id},
+                                error_type=exc.error_type) from None
             if turns:
                 await self._threads.append(continuation_id, turns)
         if turns is None:
