@@ -28,7 +28,7 @@ def editor_span() -> Iterator[tuple[str, str]]:
 
 
 def render_tree(spans: list[SinkSpan]) -> str:
-    """One line per span, indented under its parent: service, kind, name, duration."""
+    """One line per span, indented under its parent: name, kind, service, duration, ids."""
     by_parent: dict[str, list[SinkSpan]] = {}
     ids = {span.span_id for span in spans}
     for span in spans:
@@ -38,7 +38,8 @@ def render_tree(spans: list[SinkSpan]) -> str:
     def walk(parent: str, depth: int) -> None:
         for span in sorted(by_parent.get(parent, []), key=lambda s: (s.service, s.name)):
             lines.append(f"{'  ' * depth}{span.name}  [{span.kind}, {span.service}, "
-                         f"{span.duration_secs * 1000:.1f} ms, parent {span.parent_id or '-'}]")
+                         f"{span.duration_secs * 1000:.1f} ms, span {span.span_id}, "
+                         f"parent {span.parent_id or '-'}]")
             walk(span.span_id, depth + 1)
 
     walk("", 0)
