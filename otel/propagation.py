@@ -41,14 +41,18 @@ def inject_meta(context: otel_context.Context | None = None) -> dict[str, str]:
 def with_fresh_trace(parent: otel_context.Context) -> otel_context.Context:
     """Give a context without a valid span a random (non-recording) one.
 
-    Used when the SDK is disabled: the daemon still answers every request with a unique
-    ``trace_id`` that its console logs show, even though nothing is exported.
+    Used when the daemon's telemetry is off: it still answers every request with a unique
+    ``trace_id`` that its console logs show. The span is marked sampled: with the SDK disabled
+    that changes nothing, and under an agent that owns the SDK (``exai`` listed in
+    ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS``) the agent's library spans (httpx, redis) are then
+    recorded in this trace, so the reply's ``trace_id`` finds them, instead of being dropped by
+    a parent-based sampler.
     """
     if trace.get_current_span(parent).get_span_context().is_valid:
         return parent
     span_context = SpanContext(trace_id=int.from_bytes(secrets.token_bytes(16), "big") or 1,
                                span_id=int.from_bytes(secrets.token_bytes(8), "big") or 1,
-                               is_remote=False, trace_flags=TraceFlags(0))
+                               is_remote=False, trace_flags=TraceFlags(TraceFlags.SAMPLED))
     return trace.set_span_in_context(NonRecordingSpan(span_context), parent)
 
 

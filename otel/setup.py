@@ -8,6 +8,11 @@ not pick one from ``OTEL_EXPORTER_OTLP_PROTOCOL`` on its own.
 Export never blocks the event loop: spans and logs go through bounded batch queues (a full queue
 drops, it does not grow), metrics are read on their own thread, and a collector that is down costs
 one warning (see :mod:`otel.logs`).
+
+Under an agent (``opentelemetry-instrument``) the agent owns the SDK. Listing ``exai`` in the
+standard ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS`` turns the daemon's own telemetry off (no
+providers of its own, no library instrumentation, no-op instruments) while leaving whatever the
+agent configured untouched; the benchmark's zero-code peer runs that way.
 """
 
 from __future__ import annotations
@@ -33,11 +38,19 @@ from .instruments import Instruments, create_instruments
 _log = logging.getLogger(__name__)
 
 GRPC = "grpc"
+# The daemon's own instrumentation, by the name OTEL_PYTHON_DISABLED_INSTRUMENTATIONS knows it.
+OWN_INSTRUMENTATION = "exai"
 HTTP_PROTOBUF = "http/protobuf"
 
 
 def sdk_disabled() -> bool:
     return os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
+
+
+def own_telemetry_disabled() -> bool:
+    """True when ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS`` lists ``exai`` (comma-separated)."""
+    listed = os.environ.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "")
+    return OWN_INSTRUMENTATION in {item.strip().lower() for item in listed.split(",")}
 
 
 def otlp_protocol(signal: str) -> str:
@@ -129,8 +142,11 @@ def configure_telemetry(
 
     Tests pass their own processors and readers (in-memory exporters); production passes
     nothing and gets OTLP exporters chosen by ``OTEL_EXPORTER_OTLP_*_PROTOCOL``.
+
+    Under ``OTEL_SDK_DISABLED=true``, or with ``exai`` in ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS``
+    (an agent owns the SDK), nothing is configured or instrumented and the instruments are no-ops.
     """
-    if sdk_disabled():
+    if sdk_disabled() or own_telemetry_disabled():
         return Telemetry(
             instruments=create_instruments(version, trace.NoOpTracerProvider(),
                                            metrics.NoOpMeterProvider()),
