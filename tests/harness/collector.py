@@ -108,11 +108,15 @@ class Collector:
 
 def main_collector(
     workdir: Path, *, tempo_grpc: str, loki_http: str, remote_write_url: str,
-    extra_env: dict[str, str] | None = None,
+    extra_env: dict[str, str] | None = None, telemetry_port: int | None = None,
 ) -> Collector:
-    """A collector running collector-config/config.yaml on fresh loopback ports; call ``proc.start()``."""
+    """A collector running collector-config/config.yaml on fresh loopback ports; call ``proc.start()``.
+
+    ``telemetry_port`` lets a caller that must name the self-metrics target first (Prometheus's
+    file_sd targets) choose it.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
-    ports = [free_port() for _ in range(4)]
+    ports = [free_port(), free_port(), free_port(), telemetry_port or free_port()]
     env = {
         **FAST_ENV,
         "EXAI_OTELCOL_OTLP_GRPC_ENDPOINT": f"{LOOPBACK}:{ports[0]}",

@@ -16,6 +16,7 @@ import pytest
 
 from tests.harness.alertmanager import Alertmanager, WebhookReceiver, alertmanager
 from tests.harness.collector import Collector, StandIn, collector_binary, main_collector, standin
+from tests.harness.procs import free_port
 from tests.harness.prometheus import Prometheus, prometheus
 
 # Sampling share of successful traces used by the live stack (the compose default is 10).
@@ -45,16 +46,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory, otelcol_bin: str) -> Iterato
     tempo = standin(root / "tempo")
     loki = standin(root / "loki")
     am = alertmanager(root / "alertmanager", webhook.url)
-    collector_placeholder_rw = "http://127.0.0.1:1/api/v1/write"
+    telemetry_port = free_port()
+    prom = prometheus(root / "prometheus", collector_metrics=f"127.0.0.1:{telemetry_port}",
+                      alertmanager=am.address, fast=True)
     collector = main_collector(
         root / "otelcol", tempo_grpc=tempo.grpc_endpoint, loki_http=loki.loki_endpoint,
-        remote_write_url=collector_placeholder_rw,
+        remote_write_url=prom.remote_write_url, telemetry_port=telemetry_port,
         extra_env={"EXAI_TRACE_SAMPLE_PERCENT": str(SAMPLE_PERCENT),
                    "EXAI_TRACE_SLOW_THRESHOLD_MS": str(SLOW_THRESHOLD_MS)},
     )
-    prom = prometheus(root / "prometheus", collector_metrics=f"127.0.0.1:{collector.telemetry_port}",
-                      alertmanager=am.address, fast=True)
-    collector.env["EXAI_PROMETHEUS_REMOTE_WRITE_URL"] = prom.remote_write_url
     started = []
     try:
         for proc in (tempo.proc, loki.proc, am.proc, prom.proc, collector.proc):
