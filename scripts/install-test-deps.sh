@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what the pipeline tests run for real, idempotently; fast when everything is present.
-#   - Debian packages: redis-server, prometheus (+promtool), prometheus-alertmanager (+amtool)
-#     (apt only runs when one of the binaries is missing)
+#   - Debian packages: redis-server, prometheus (+promtool), prometheus-alertmanager (+amtool),
+#     postgresql (server binaries for tests/harness/postgres.py); apt only runs when one of the
+#     binaries is missing
 #   - the OpenTelemetry Collector Builder, then the collector itself via collector-config/build.sh
 #     (cached on the manifest's hash, so a warm run costs a hash and a stat)
 # Needs root (or sudo) for apt and a Go toolchain (>= 1.25) for the collector build.
@@ -16,6 +17,8 @@ command -v redis-server >/dev/null || need_apt+=(redis-server)
 { command -v prometheus >/dev/null && command -v promtool >/dev/null; } || need_apt+=(prometheus)
 { command -v prometheus-alertmanager >/dev/null || command -v alertmanager >/dev/null; } \
   && command -v amtool >/dev/null || need_apt+=(prometheus-alertmanager)
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || command -v initdb >/dev/null \
+  || need_apt+=(postgresql)
 
 if [ "${#need_apt[@]}" -gt 0 ]; then
   sudo_cmd=()
@@ -25,7 +28,7 @@ if [ "${#need_apt[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y --no-install-recommends \
     "${need_apt[@]}" >&2
   # The Debian packages start their services; the tests start their own on free ports.
-  for svc in redis-server prometheus prometheus-alertmanager; do
+  for svc in redis-server prometheus prometheus-alertmanager postgresql; do
     if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
       "${sudo_cmd[@]}" systemctl stop "$svc" >&2 || true
     fi
