@@ -78,18 +78,16 @@ class DaemonLink:
 
     async def client(self) -> DaemonClient:
         """The live connection, waiting up to ``EXAI_MCP_CONNECT_WAIT_SECS`` for one."""
-        client = self._client
-        if client is not None:
-            return client
         try:
             async with asyncio.timeout(self._settings.options.connect_wait_secs):
-                await self._connected.wait()
+                # A loop: the connection may drop again between the event and this task waking.
+                while (client := self._client) is None:
+                    await self._connected.wait()
         except TimeoutError:
             raise DaemonUnavailable(
                 f"exai daemon unavailable at {self.url}: {self._last_error} (waited "
                 f"{self._settings.options.connect_wait_secs:g}s; is `exai serve` running?)") from None
-        assert self._client is not None
-        return self._client
+        return client
 
     async def _connect(self) -> DaemonClient:
         async with asyncio.timeout(self._settings.options.connect_timeout_secs):

@@ -13,6 +13,8 @@ import time
 import mcp_types as types
 import pytest
 from mcp.shared.exceptions import MCPError
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
 
 from tests.harness.procs import free_port
 
@@ -60,11 +62,13 @@ async def test_one_trace_from_the_editor_to_the_llm_call(daemon, bridge, sink):
 
     ids = {span.span_id for span in spans}
     bridge_server = one(spans, BRIDGE, "SERVER", "tools/call chat")
-    # Everything hangs off the editor's span (or its SDK client's child of it). The SDK client
-    # also lists tools before a call (to learn output schemas): a sibling tree, same parent.
-    assert bridge_server.parent_id and bridge_server.parent_id not in ids
-    assert {span.parent_id for span in spans if span.parent_id not in ids} == \
-        {bridge_server.parent_id}, render_tree(spans)
+    # Every span descends from a bridge SERVER span, whose parent is the editor's span (the SDK
+    # client also lists tools before a call, to learn output schemas: a sibling tree).
+    roots = [span for span in spans if span.parent_id not in ids]
+    assert {(r.service, r.kind) for r in roots} == {(BRIDGE, "SERVER")}, render_tree(spans)
+    if not isinstance(trace.get_tracer_provider(), TracerProvider):
+        # (With an SDK in this test process, its client's own span sits in between.)
+        assert bridge_server.parent_id == editor_span_id
 
     bridge_client = one(spans, BRIDGE, "CLIENT", "tools/call chat")
     daemon_server = one(spans, DAEMON, "SERVER", "tools/call chat")
