@@ -19,6 +19,10 @@ from opentelemetry._logs import LoggerProvider
 CONSOLE_FORMAT = "%(asctime)s %(levelname)s %(name)s trace_id=%(trace_id)s %(message)s"
 SDK_LOGGER_PREFIX = "opentelemetry"
 THROTTLE_WINDOW_SECS = 300.0
+# Libraries that log one INFO line per request the daemon already traces (httpx: "HTTP Request:
+# POST ... 200 OK" for every provider call, which the httpx span carries). Above DEBUG they are
+# held to WARNING: a console line and an exported log record per call saved, failures still shown.
+PER_REQUEST_LOGGERS = ("httpx",)
 
 
 class TraceIdFilter(logging.Filter):
@@ -75,6 +79,9 @@ def configure_logging(level: str | int = "INFO",
     """Install the console handler and, when telemetry is on, the OTel logs bridge."""
     root = logging.getLogger()
     root.setLevel(level)
+    for name in PER_REQUEST_LOGGERS:
+        logging.getLogger(name).setLevel(
+            logging.NOTSET if root.getEffectiveLevel() <= logging.DEBUG else logging.WARNING)
     for handler in list(root.handlers):
         if getattr(handler, "_exai", False):
             root.removeHandler(handler)
