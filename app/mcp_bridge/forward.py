@@ -115,8 +115,14 @@ class Forwarder:
         with self._operation("tools/list", None, request_id, meta):
             client = await self._client()
             frame = {"op": "list_tools", "request_id": request_id, "_meta": inject_meta()}
-            reply = await self._await_reply(client.request(frame, timeout=self.deadline_secs),
-                                            "tools/list", request_id)
+            try:
+                reply = await self._await_reply(client.request(frame, timeout=self.deadline_secs),
+                                                "tools/list", request_id)
+            except TimeoutError:
+                raise results.bridge_error(
+                    results.BRIDGE_DEADLINE_EXCEEDED,
+                    f"no tools/list answer from the daemon within {self.deadline_secs:g}s",
+                    request_id=request_id) from None
             if reply.get("op") != "list_tools_res":
                 error = reply.get("error") or {}
                 raise results.bridge_error(str(error.get("code", "INVALID_REPLY")),
