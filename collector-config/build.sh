@@ -9,12 +9,11 @@
 # Steps: ocb generates the sources (--skip-compilation --skip-get-modules); we write go.mod from the
 # manifest's gomod lines, resolve modules with `go mod tidy -e` and compile ourselves. `-e` is needed because tidy also walks the *tests* of
 # dependencies (fileexporter's tests import a module the proxy may refuse) and those are never
-# compiled. If the OTTL profile module cannot be downloaded, ocb-shims/xprofile replaces it (see its
-# README); BUILD-INFO next to the binary records whether that happened.
+# compiled. A contrib module that cannot be downloaded is replaced by its shim in ocb-shims/ (see
+# the READMEs there); BUILD-INFO next to the binary records whether that happened.
 set -euo pipefail
 
 BUILDER_VERSION=v0.165.0
-XPROFILE_MOD=github.com/open-telemetry/opentelemetry-collector-contrib/pkg/ottl/contexts/xprofile
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 manifest="$here/manifest.yaml"
 cache_root="${EXAI_CACHE_DIR:-$HOME/.cache/exai}"
@@ -63,15 +62,20 @@ sed -n 's/^[[:space:]]*-[[:space:]]*gomod:[[:space:]]*\([^[:space:]]*\)[[:space:
 for core in go.opentelemetry.io/collector/otelcol go.opentelemetry.io/collector/service; do
   go mod edit -require="$core@$BUILDER_VERSION"
 done
-# The OTTL profile module is released in lockstep with contrib: same version as tail_sampling.
-xprofile_version=$(sed -n 's/.*tailsamplingprocessor \(v[0-9.]*\)$/\1/p' "$manifest" | head -1)
-info="xprofile: upstream $xprofile_version"
-if ! go mod download "$XPROFILE_MOD@$xprofile_version" >/dev/null 2>&1; then
-  echo "build.sh: $XPROFILE_MOD@$xprofile_version is not downloadable here; using ocb-shims/xprofile" >&2
-  cp -r "$here/ocb-shims/xprofile" "$work/xprofile"
-  go mod edit -replace="$XPROFILE_MOD=$work/xprofile"
-  info="xprofile: ocb-shims/xprofile (upstream module not downloadable at build time)"
-fi
+# Shims: each ocb-shims/<dir> stands in for one contrib module that the proxy may refuse. Contrib
+# releases these modules in lockstep with its components, so the version is tail_sampling's.
+contrib_version=$(sed -n 's/.*tailsamplingprocessor \(v[0-9.]*\)$/\1/p' "$manifest" | head -1)
+info="contrib support modules: upstream $contrib_version"
+for shim in "$here"/ocb-shims/*/; do
+  name=$(basename "$shim")
+  module=$(sed -n 's/^module[[:space:]]*//p' "$shim/go.mod")
+  if ! go mod download "$module@$contrib_version" >/dev/null 2>&1; then
+    echo "build.sh: $module@$contrib_version is not downloadable here; using ocb-shims/$name" >&2
+    cp -r "$shim" "$work/shim-$name"
+    go mod edit -replace="$module=$work/shim-$name"
+    info="$info; $name: ocb-shims/$name (upstream not downloadable at build time)"
+  fi
+done
 go mod tidy -e -compat=1.25 >&2
 CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -tags grpcnotrace -o "$work/otelcol-exai" . >&2
 

@@ -52,10 +52,13 @@ def _span_attributes() -> dict[str, object]:
 def _send_everything(stack_grpc: str, stack_http: str, service: str) -> str:
     trace_id = send_span(
         stack_grpc, service, "chat kimi-k2-0905-preview", _span_attributes(),
-        status=Status(StatusCode.ERROR, "upstream said 401"),
+        status=Status(StatusCode.ERROR, f"upstream said 401 for key {SK_KEY}"),
         events=[("gen_ai.client.inference.operation.details",
                  {"gen_ai.input.messages": PROMPT, "exai.debug": BEARER})],
     )
+    # A span whose name and status quote credentials (transform/scrub's job).
+    send_span(stack_grpc, service, f"GET /v1/models?access_token={JWT}", {},
+              status=Status(StatusCode.ERROR, f"401 with {BEARER} and {GLM_KEY}"))
     send_logs(stack_http, service, [
         (f"calling upstream with Authorization: {BEARER} and {SK_KEY}",
          {"exai.debug.jwt": JWT, "http.request.header.authorization": BEARER}, None),
@@ -75,8 +78,8 @@ def _delivered(tempo: StandIn, loki: StandIn, service: str) -> tuple[list[dict],
 
 
 def _wait_delivered(tempo: StandIn, loki: StandIn, service: str) -> tuple[list[dict], list[dict]]:
-    wait_until(lambda: all(len(x) >= n for x, n in zip(_delivered(tempo, loki, service), (1, 3))),
-               timeout=60, what=f"span and 3 log records of {service} at the stand-ins")
+    wait_until(lambda: all(len(x) >= n for x, n in zip(_delivered(tempo, loki, service), (2, 3))),
+               timeout=60, what=f"2 spans and 3 log records of {service} at the stand-ins")
     return _delivered(tempo, loki, service)
 
 
@@ -89,7 +92,11 @@ def test_secrets_and_content_never_reach_tempo_or_loki(stack: Stack) -> None:
     for secret in SECRETS + CONTENT:
         assert secret not in delivered, f"{secret[:12]}... reached a backend"
 
-    span = spans[0]
+    span = next(s for s in spans if s["name"] == "chat kimi-k2-0905-preview")
+    assert span["status"]["message"] == "upstream said 401 for key ****"
+    named = next(s for s in spans if s is not span)
+    assert named["name"] == "GET /v1/models?access_token=****"
+    assert named["status"]["message"] == "401 with **** and ****"
     assert "http.request.header.authorization" not in span["attrs"]
     assert "http.request.header.cookie" not in span["attrs"]
     for key in ("gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.system_instructions"):
@@ -145,8 +152,9 @@ def test_keep_toggle_keeps_content_but_still_masks_secrets(
     delivered = json.dumps(spans) + json.dumps(logs)
     for secret in SECRETS:
         assert secret not in delivered
-    assert "http.request.header.authorization" not in spans[0]["attrs"]
-    assert PROMPT in spans[0]["attrs"]["gen_ai.input.messages"]
-    assert spans[0]["attrs"]["gen_ai.system_instructions"] == SYSTEM
+    span = next(s for s in spans if s["name"] == "chat kimi-k2-0905-preview")
+    assert "http.request.header.authorization" not in span["attrs"]
+    assert PROMPT in span["attrs"]["gen_ai.input.messages"]
+    assert span["attrs"]["gen_ai.system_instructions"] == SYSTEM
     details = next(r for r in logs if r.get("eventName") == "gen_ai.client.inference.operation.details")
     assert details["attrs"]["gen_ai.output.messages"] == ANSWER

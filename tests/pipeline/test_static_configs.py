@@ -158,3 +158,16 @@ def test_loki_config_has_the_keys_loki_3_expects() -> None:
     assert loki["auth_enabled"] is False
     # Keys removed in Loki 3 must not appear.
     assert "table_manager" not in loki and "shared_store" not in str(loki)
+
+
+def test_transform_scrubs_with_the_same_patterns_as_redaction() -> None:
+    """One list of secret patterns: transform/scrub must not drift from redaction's blocked_values."""
+    config = yaml.safe_load(CONFIG.read_text())
+    processors = config["processors"]
+    blocked = [p.replace("$$", "$") for p in processors["redaction/content_drop"]["blocked_values"]]
+    assert blocked == processors["redaction/content_keep"]["blocked_values"]
+    statements = processors["transform/scrub"]["trace_statements"]
+    for field in ("span.name", "span.status.message"):
+        used = [re.match(rf'replace_pattern\({re.escape(field)}, "(.*)", "\*\*\*\*"\)$', st)
+                for st in statements if st.startswith(f"replace_pattern({field},")]
+        assert [m.group(1) for m in used if m] == blocked, field

@@ -6,6 +6,8 @@ import (
 	"errors"
 
 	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/pprofile"
 
 	"github.com/open-telemetry/opentelemetry-collector-contrib/pkg/ottl"
 )
@@ -56,4 +58,50 @@ func NewConditionSequence(
 		op(&c)
 	}
 	return c
+}
+
+// TransformContextOption configures a TransformContext.
+type TransformContextOption func(*TransformContext)
+
+// WithCache accepts the transform processor's cache; the shim context keeps nothing.
+func WithCache(_ *pcommon.Map) TransformContextOption {
+	return func(*TransformContext) {}
+}
+
+// NewTransformContext returns an empty context; no statement can read from it (see NewParser).
+func NewTransformContext(
+	_ pprofile.ResourceProfiles, _ pprofile.ScopeProfiles, _ pprofile.Profile,
+	_ pprofile.ProfilesDictionary, options ...TransformContextOption,
+) *TransformContext {
+	tCtx := &TransformContext{}
+	for _, opt := range options {
+		opt(tCtx)
+	}
+	return tCtx
+}
+
+// Close releases nothing: the shim context holds no pooled resources.
+func (*TransformContext) Close() {}
+
+// StatementSequenceOption configures a statement sequence.
+type StatementSequenceOption func(*ottl.StatementSequence[*TransformContext])
+
+// WithStatementSequenceErrorMode sets the error mode of a statement sequence.
+func WithStatementSequenceErrorMode(errorMode ottl.ErrorMode) StatementSequenceOption {
+	return func(s *ottl.StatementSequence[*TransformContext]) {
+		ottl.WithStatementSequenceErrorMode[*TransformContext](errorMode)(s)
+	}
+}
+
+// NewStatementSequence builds a statement sequence over the (empty) profile context.
+func NewStatementSequence(
+	statements []*ottl.Statement[*TransformContext],
+	telemetrySettings component.TelemetrySettings,
+	options ...StatementSequenceOption,
+) ottl.StatementSequence[*TransformContext] {
+	s := ottl.NewStatementSequence(statements, telemetrySettings)
+	for _, op := range options {
+		op(&s)
+	}
+	return s
 }
