@@ -137,8 +137,19 @@ def datasource_link_queries() -> list[Query]:
     return found
 
 
+def ensure_node_modules() -> None:
+    """Install the pinned grammars (package-lock.json) if scripts/install-test-deps.sh has not."""
+    if (HERE / "node_modules" / "@grafana" / "lezer-traceql").is_dir():
+        return
+    done = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=HERE, capture_output=True,
+                          text=True, timeout=300, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"npm ci in {HERE} failed:\n{done.stderr[-2000:]}")
+
+
 def parse_with_lezer(queries: list[Query]) -> dict[str, str | None]:
     """LogQL/TraceQL syntax errors by ``where`` (None = parsed), via Grafana's lezer grammars."""
+    ensure_node_modules()
     payload = [{"id": q.where, "language": q.language, "query": q.text} for q in queries]
     done = subprocess.run(["node", str(HERE / "parse_queries.mjs")], input=json.dumps(payload),
                           capture_output=True, text=True, timeout=60, check=False, cwd=HERE)
