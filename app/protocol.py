@@ -109,8 +109,11 @@ def parse_request(frame: dict[str, Any]) -> Request:
             raise FrameError(ErrorCode.VALIDATION_ERROR, "cancel needs the request_id of a call")
         return Request(op=op, request_id=request_id)
     request_id = request_id or f"srv-{uuid.uuid4().hex}"
+    meta = frame.get("_meta") or {}
+    if not isinstance(meta, dict):
+        meta = {}  # trace context is best effort: a malformed _meta starts a new trace
     if op != "call_tool":
-        return Request(op=op, request_id=request_id)
+        return Request(op=op, request_id=request_id, meta=meta)
 
     name = frame.get("name")
     if not isinstance(name, str) or not name:
@@ -120,9 +123,6 @@ def parse_request(frame: dict[str, Any]) -> Request:
         arguments = {}
     if not isinstance(arguments, dict):
         raise FrameError(ErrorCode.VALIDATION_ERROR, "arguments must be a JSON object", request_id)
-    meta = frame.get("_meta") or {}
-    if not isinstance(meta, dict):
-        meta = {}  # trace context is best effort: a malformed _meta starts a new trace
     correlation_id = frame.get("correlation_id")
     return Request(op=op, request_id=request_id, name=name, arguments=arguments, meta=meta,
                    correlation_id=correlation_id if isinstance(correlation_id, str) else None)
@@ -134,9 +134,11 @@ def encode(frame: dict[str, Any]) -> str:
     return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
 
 
-def hello_ack(session_id: str, server_version: str) -> dict[str, Any]:
+def hello_ack(session_id: str, server_version: str, tool_timeout_secs: float) -> dict[str, Any]:
+    """The tool timeout is announced so clients and bridges derive their deadlines from it."""
     return {"op": "hello_ack", "ok": True, "session_id": session_id,
-            "server": {"name": "exai-daemon", "version": server_version}}
+            "server": {"name": "exai-daemon", "version": server_version,
+                       "limits": {"tool_timeout_secs": tool_timeout_secs}}}
 
 
 def hello_refused(error: str) -> dict[str, Any]:

@@ -108,7 +108,8 @@ class WebSocketServer:
             try:
                 session_id = await self._hello(ws)
                 span.set_attribute(names.MCP_SESSION_ID, session_id)
-                await ws.send(protocol.encode(protocol.hello_ack(session_id, __version__)))
+                ack = protocol.hello_ack(session_id, __version__, self._settings.tool_timeout_secs)
+                await ws.send(protocol.encode(ack))
                 return session_id
             except HandshakeRefused as refused:
                 error_type = refused.reason

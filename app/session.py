@@ -156,7 +156,10 @@ class Session:
         tool_label = request.name if known else names.OTHER_VALUE
         attributes = self._base_attributes("tools/call", request.request_id)
         attributes[names.GEN_AI_OPERATION_NAME] = "execute_tool"
-        attributes[names.GEN_AI_TOOL_NAME] = request.name[:MAX_ATTRIBUTE_LENGTH]
+        # Unknown names stay off gen_ai.tool.name: span metrics turn it into a label.
+        attributes[names.GEN_AI_TOOL_NAME] = tool_label
+        if not known:
+            attributes[names.EXAI_REQUESTED_TOOL] = request.name[:MAX_ATTRIBUTE_LENGTH]
         if request.correlation_id:
             attributes[names.EXAI_CORRELATION_ID] = request.correlation_id[:MAX_ATTRIBUTE_LENGTH]
         span_name = f"tools/call {request.name}" if known else "tools/call"

@@ -50,6 +50,7 @@ EXAI_REJECTION_SCOPE = "exai.rejection.scope"  # session | global | provider
 EXAI_STORAGE_BACKEND = "exai.storage.backend"  # redis | memory
 EXAI_CIRCUIT_STATE = "exai.circuit.state"  # closed | half_open | open
 EXAI_IGNORED_ARGUMENTS = "exai.ignored_arguments"
+EXAI_REQUESTED_TOOL = "exai.requested_tool"  # span only: the name of an unknown tool
 
 # Value used on metrics for any model outside the price table, so labels stay bounded.
 OTHER_VALUE = "_OTHER"
@@ -57,6 +58,7 @@ OTHER_VALUE = "_OTHER"
 # --- metrics ----------------------------------------------------------------------------------
 MCP_SERVER_OPERATION_DURATION = "mcp.server.operation.duration"
 MCP_SERVER_SESSION_DURATION = "mcp.server.session.duration"
+MCP_CLIENT_OPERATION_DURATION = "mcp.client.operation.duration"
 EXAI_SESSIONS_ACTIVE = "exai.mcp.server.sessions.active"
 EXAI_CALLS_IN_FLIGHT = "exai.mcp.server.calls.in_flight"
 EXAI_REJECTIONS = "exai.mcp.server.rejections"

@@ -25,7 +25,7 @@ SERVICE_NAME = "exai-mcp-bridge"
 QUIET_LOGGERS = ("websockets", "urllib3", "httpx", "httpcore")
 SCOPE = "exai.mcp_bridge"
 # The MCP semantic conventions' client-side metric (histogram, seconds).
-MCP_CLIENT_OPERATION_DURATION = "mcp.client.operation.duration"
+MCP_CLIENT_OPERATION_DURATION = names.MCP_CLIENT_OPERATION_DURATION
 
 
 @dataclass

@@ -158,3 +158,17 @@ async def test_duplicate_request_id_in_flight_is_refused(running, fake_upstream)
         assert replies[1]["ok"] is True and replies[1]["metadata"]["provider"] == "glm"
     finally:
         await ws.close()
+
+
+async def test_hello_ack_announces_the_tool_timeout(start_daemon):
+    daemon = await start_daemon(EXAI_TOOL_TIMEOUT_SECS=42)
+    client = await daemon.client()
+    await client.close()
+    assert client.server["limits"]["tool_timeout_secs"] == 42
+
+
+async def test_list_tools_joins_the_callers_trace(client):
+    trace_id = "0af7651916cd43dd8448eb211c80319c"
+    reply = await client.request({"op": "list_tools",
+                                  "_meta": {"traceparent": f"00-{trace_id}-b7ad6b7169203331-01"}})
+    assert reply["trace_id"] == trace_id

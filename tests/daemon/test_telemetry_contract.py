@@ -107,3 +107,11 @@ async def test_log_records_carry_the_trace_and_span_ids(client, capture):
     found = await eventually(records)
     assert found[0].log_record.span_id
     assert found[0].resource.attributes["service.name"] == "exai-daemon"
+
+
+async def test_unknown_tool_names_stay_off_the_span_metric_dimension(client, capture):
+    reply = await client.call_tool("made_up_tool_42", {})
+    spans = await eventually(lambda: capture.trace(reply["trace_id"]))
+    assert spans[0].name == "tools/call"
+    assert spans[0].attributes[names.GEN_AI_TOOL_NAME] == names.OTHER_VALUE
+    assert spans[0].attributes[names.EXAI_REQUESTED_TOOL] == "made_up_tool_42"

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import time
 
 import mcp_types as types
@@ -214,18 +216,25 @@ async def test_the_daemon_tool_timeout_answers_first(start_daemon, bridge, fake_
 
 async def test_the_bridge_deadline_cancels_a_call_the_daemon_does_not_end(start_daemon, bridge,
                                                                           fake_llm, sink):
-    """A bridge configured with a shorter tool timeout than its daemon: the safety net fires,
-    the daemon is told to cancel, and the MCP client gets a clear error."""
-    daemon = start_daemon(EXAI_TOOL_TIMEOUT_SECS="30")
+    """A daemon that stops answering (frozen with SIGSTOP): the bridge's deadline, derived from
+    the tool timeout the daemon announced, fires; the MCP client gets a clear error, and the
+    daemon is told to cancel once it runs again."""
+    daemon = start_daemon(EXAI_TOOL_TIMEOUT_SECS="1")
     await fake_llm.configure(latency_ms=8000)
-    async with bridge(daemon.url, EXAI_TOOL_TIMEOUT_SECS="0.5",
-                      EXAI_MCP_DEADLINE_MARGIN_SECS="0") as session:
+    async with bridge(daemon.url, EXAI_MCP_DEADLINE_MARGIN_SECS="0.5") as session:
         with editor_span() as (trace_id, _):
-            with pytest.raises(MCPError) as failure:
-                await session.call_tool("chat", {"prompt": "slow"})
+            call = asyncio.create_task(session.call_tool("chat", {"prompt": "slow"}))
+            await asyncio.sleep(0.3)
+            os.kill(daemon.proc.process.pid, signal.SIGSTOP)
+            try:
+                with pytest.raises(MCPError) as failure:
+                    await asyncio.wait_for(call, 10)
+            finally:
+                os.kill(daemon.proc.process.pid, signal.SIGCONT)
     assert failure.value.error.data["code"] == "BRIDGE_DEADLINE_EXCEEDED"
     spans = await sink.wait_for(trace_id, lambda found: any(
-        s.service == DAEMON and s.attributes.get("error.type") == "cancelled" for s in found))
+        s.service == DAEMON and s.attributes.get("error.type") in {"cancelled", "timeout"}
+        for s in found))
     assert one(spans, BRIDGE, "CLIENT", "tools/call chat").attributes["error.type"] == "timeout"
 
 
