@@ -87,6 +87,7 @@ class ChatCall:
         self._ttfc: float | None = None
         self._ended = False
         self._response_model: str | None = None
+        self._finish_reason: str | None = None
         self._usage: pricing.UsageLike | None = None
         self._cost: float | None = None
         self.span = instruments.tracer.start_span(
@@ -115,6 +116,7 @@ class ChatCall:
                      cost_usd: float | None, text: str | None = None) -> None:
         """Record what the provider answered (before the block ends)."""
         self._response_model = response_model
+        self._finish_reason = finish_reason
         self._usage = usage
         self._cost = cost_usd
         attrs: dict[str, Any] = {}
@@ -195,8 +197,15 @@ class ChatCall:
         inst.genai_duration.record(duration, attrs)
         if self._ttfc is not None:
             inst.genai_ttfc.record(self._ttfc, attrs)
-        if error_type is not None or self._usage is None:
+        if error_type is not None:
             return
+        if self._finish_reason:
+            inst.genai_finish_reasons.add(
+                1, {**attrs, names.GEN_AI_RESPONSE_FINISH_REASONS: _bounded(self._finish_reason)})
+        if self._usage is None:
+            return
+        if self._usage.cached_input_tokens:
+            inst.genai_cached_tokens.add(self._usage.cached_input_tokens, attrs)
         inst.genai_tokens.record(self._usage.input_tokens,
                                  {**attrs, names.GEN_AI_TOKEN_TYPE: "input"})
         inst.genai_tokens.record(self._usage.output_tokens,
@@ -205,6 +214,15 @@ class ChatCall:
             inst.genai_unpriced.add(1, attrs)
         else:
             inst.genai_cost.add(self._cost, {**attrs, names.EXAI_PRICE_TABLE_VERSION: pricing.version})
+
+
+_FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter", "function_call",
+                             "sensitive", "network_error", "error"})
+
+
+def _bounded(finish_reason: str) -> str:
+    """A finish reason as a metric label: the known values, else ``_OTHER``."""
+    return finish_reason if finish_reason in _FINISH_REASONS else names.OTHER_VALUE
 
 
 @contextmanager

@@ -71,6 +71,8 @@ class Instruments:
     genai_ttfc: metrics.Histogram
     genai_cost: metrics.Counter
     genai_unpriced: metrics.Counter
+    genai_cached_tokens: metrics.Counter
+    genai_finish_reasons: metrics.Counter
     # storage
     db_duration: metrics.Histogram
 
@@ -151,6 +153,14 @@ def create_instruments(
         genai_unpriced=meter.create_counter(
             names.EXAI_GEN_AI_UNPRICED_CALLS, unit="{call}",
             description="LLM calls whose model is not in the price table (cost unknown, not zero).",
+        ),
+        genai_cached_tokens=meter.create_counter(
+            names.EXAI_GEN_AI_CACHED_INPUT_TOKENS, unit="{token}",
+            description="Input tokens served from the provider's cache (counted inside input).",
+        ),
+        genai_finish_reasons=meter.create_counter(
+            names.EXAI_GEN_AI_FINISH_REASONS, unit="{call}",
+            description="Completed LLM calls by finish reason.",
         ),
         db_duration=meter.create_histogram(
             names.DB_CLIENT_OPERATION_DURATION, unit="s",

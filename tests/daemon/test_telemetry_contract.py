@@ -79,6 +79,18 @@ async def test_standard_metrics_with_convention_buckets(client, capture):
     assert tuple(genai.explicit_bounds) == tuple(float(b) for b in names.GEN_AI_DURATION_BUCKETS)
     tokens = {p.attributes[names.GEN_AI_TOKEN_TYPE] for p in metrics[names.GEN_AI_CLIENT_TOKEN_USAGE]}
     assert tokens >= {"input", "output"}
+    reasons = {p.attributes[names.GEN_AI_RESPONSE_FINISH_REASONS]
+               for p in metrics[names.EXAI_GEN_AI_FINISH_REASONS]}
+    assert "stop" in reasons
+
+
+async def test_kimi_cached_tokens_are_counted(client, capture):
+    reply = await client.call_tool("chat", {"prompt": "cache me " * 50, "model": "kimi-latest"})
+    cached = reply["metadata"]["usage"]["cached_input_tokens"]
+    assert cached > 0
+    points = capture.metrics()[names.EXAI_GEN_AI_CACHED_INPUT_TOKENS]
+    assert sum(p.value for p in points if
+               p.attributes[names.GEN_AI_PROVIDER_NAME] == "moonshot_ai") >= cached
 
 
 async def test_unpriced_model_is_counted_not_zero(client, capture):
