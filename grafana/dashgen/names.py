@@ -34,6 +34,8 @@ GENAI_TOKENS = "gen_ai_client_token_usage"
 GENAI_TTFC = "gen_ai_client_operation_time_to_first_chunk_seconds"
 GENAI_COST = "exai_gen_ai_cost_USD_total"
 GENAI_UNPRICED = "exai_gen_ai_unpriced_calls_total"
+GENAI_CACHED_TOKENS = "exai_gen_ai_client_cached_input_tokens_total"
+GENAI_FINISH_REASONS = "exai_gen_ai_client_finish_reasons_total"
 # Gauges recorded with unit "1" get a _ratio suffix; the regex keeps the panel working whether or
 # not the daemon drops that unit (backends/prometheus/rules expect the bare name).
 CIRCUIT_STATE = 'exai_gen_ai_circuit_breaker_state(_ratio)?'

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 from . import names as n
-from .core import (RATE, Json, Panel, dashboard, dashboard_links, or_zero, prom, row, stat, tempo,
+from .core import (RATE, Json, Panel, dashboard, dashboard_links, or_zero, prom, row, stat,
                    timeseries)
 from .overview import model_variable, provider_variable
 
 UID = "exai-llm-providers"
 BY_MODEL = "gen_ai_provider_name, gen_ai_request_model"
 MODEL_LEGEND = "{{gen_ai_provider_name}} {{gen_ai_request_model}}"
-# TraceQL over sampled traces, for what only spans carry (cached tokens, finish reasons).
-CHAT_SPANS = ('{ span.gen_ai.operation.name = "chat" && span.gen_ai.provider.name =~ "$provider" '
-              '&& span.gen_ai.request.model =~ "$model" }')
 
 
 def _genai(metric: str, extra: str = "") -> str:
@@ -28,11 +25,11 @@ def usage() -> list[Panel]:
         row("Tokens and cost"),
         timeseries("Input tokens per second", [tokens("input")], unit="short"),
         timeseries("Output tokens per second", [tokens("output")], unit="short"),
-        timeseries("Cached input tokens (sampled traces)", [tempo(
-            f"{CHAT_SPANS} | sum_over_time(span.gen_ai.usage.cache_read.input_tokens) "
-            "by (span.gen_ai.provider.name, span.gen_ai.request.model)", step="1m")],
-            description="Only spans carry the cache-read count, so this sums the traces Tempo "
-                        "kept (errors, slow calls and a share of the rest)."),
+        timeseries("Cached input tokens per second", [prom(
+            f"sum by ({BY_MODEL}) (rate({_genai(n.GENAI_CACHED_TOKENS)}[{RATE}]))",
+            MODEL_LEGEND)], unit="short",
+            description="Input tokens the provider served from its cache (Kimi reports them); "
+                        "they are part of the input tokens and billed at the cached rate."),
         stat("Cost in range", [prom(
             f"sum(increase({_genai(n.GENAI_COST)}[$__range]))", "USD")], unit="currencyUSD",
             decimals=4, width=6,
@@ -86,9 +83,11 @@ def outcomes() -> list[Panel]:
             f"sum by (gen_ai_provider_name, error_type) (rate({failed}[{RATE}]))",
             "{{gen_ai_provider_name}} {{error_type}}")], unit="reqps",
             description="HTTP status from the upstream, timeout, circuit_open, ..."),
-        timeseries("Finish reasons (sampled traces)", [tempo(
-            f"{CHAT_SPANS} | count_over_time() by (span.gen_ai.response.finish_reasons)",
-            step="1m")]),
+        timeseries("Finish reasons per second", [prom(
+            f"sum by (gen_ai_response_finish_reasons) (rate({_genai(n.GENAI_FINISH_REASONS)}"
+            f"[{RATE}]))", "{{gen_ai_response_finish_reasons}}")], unit="reqps",
+            description="stop = a complete answer; length = cut at max_tokens; content_filter = "
+                        "refused by the provider."),
         stat("Circuit breakers", [prom(
             "max by (gen_ai_provider_name) ("
             + n.by_name_regex(n.CIRCUIT_STATE, 'gen_ai_provider_name=~"$provider"') + ")",
