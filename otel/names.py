@@ -86,3 +86,7 @@ DB_DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10)
 
 # Circuit state as a number, so one gauge series per provider can be alerted on (2 = open).
 CIRCUIT_STATE_VALUES = {"closed": 0, "half_open": 1, "open": 2}
+
+# State gauges (circuit state, fallback active) carry no unit, so Prometheus keeps their plain
+# names; the dimensionless unit "1" would add a _ratio suffix the alert rules do not expect.
+STATE_GAUGE_UNIT = ""

@@ -70,7 +70,8 @@ class ProviderRegistry:
         }
         instruments.observe_gauge(
             names.EXAI_CIRCUIT_BREAKER_STATE,
-            "Circuit breaker state per provider: 0 closed, 1 half_open, 2 open.", "1",
+            "Circuit breaker state per provider: 0 closed, 1 half_open, 2 open.",
+            names.STATE_GAUGE_UNIT,
             self._circuit_states)
 
     def resolve(self, model: str | None) -> tuple[Provider, str]:

@@ -158,6 +158,6 @@ def create_thread_store(settings: Settings, instruments: Instruments) -> ThreadS
     instruments.observe_gauge(
         names.EXAI_STORAGE_FALLBACK_ACTIVE,
         "1 while conversation threads are served from memory because Redis is down, else 0.",
-        "1", lambda: [(float(store.fallback_active), attributes)],
+        names.STATE_GAUGE_UNIT, lambda: [(float(store.fallback_active), attributes)],
     )
     return store

@@ -36,10 +36,9 @@ GENAI_COST = "exai_gen_ai_cost_USD_total"
 GENAI_UNPRICED = "exai_gen_ai_unpriced_calls_total"
 GENAI_CACHED_TOKENS = "exai_gen_ai_client_cached_input_tokens_total"
 GENAI_FINISH_REASONS = "exai_gen_ai_client_finish_reasons_total"
-# Gauges recorded with unit "1" get a _ratio suffix; the regex keeps the panel working whether or
-# not the daemon drops that unit (backends/prometheus/rules expect the bare name).
-CIRCUIT_STATE = 'exai_gen_ai_circuit_breaker_state(_ratio)?'
-STORAGE_FALLBACK = 'exai_storage_fallback_active(_ratio)?'
+# State gauges carry no unit, so no suffix is added (a unit "1" would add _ratio).
+CIRCUIT_STATE = "exai_gen_ai_circuit_breaker_state"
+STORAGE_FALLBACK = "exai_storage_fallback_active"
 
 
 def by_name_regex(name_regex: str, matchers: str = "") -> str:

@@ -36,6 +36,8 @@ EXPECTED_NAMES = {
     "exai_gen_ai_cost_USD_total",
     "exai_gen_ai_unpriced_calls_total",
     "exai_mcp_server_rejections_total",
+    "exai_gen_ai_circuit_breaker_state",
+    "exai_storage_fallback_active",
 }
 
 
@@ -67,9 +69,9 @@ def pushed(stack: Stack) -> dict[str, str]:
     inst.rejections.add(1, {names.EXAI_REJECTION_REASON: "rate_limited"})
     inst.db_duration.record(0.003, {names.DB_SYSTEM_NAME: "redis"})
     # The two gauges the alerts watch, registered exactly as the daemon registers them.
-    inst.observe_gauge(names.EXAI_CIRCUIT_BREAKER_STATE, "circuit", "1",
+    inst.observe_gauge(names.EXAI_CIRCUIT_BREAKER_STATE, "circuit", names.STATE_GAUGE_UNIT,
                        lambda: [(2.0, attrs)])
-    inst.observe_gauge(names.EXAI_STORAGE_FALLBACK_ACTIVE, "fallback", "1",
+    inst.observe_gauge(names.EXAI_STORAGE_FALLBACK_ACTIVE, "fallback", names.STATE_GAUGE_UNIT,
                        lambda: [(1.0, {names.EXAI_STORAGE_BACKEND: "redis"})])
     prom = stack.prometheus
     try:
