@@ -1,0 +1,55 @@
+"""The benchmark's ceiling: a bare ``websockets`` server speaking just enough of the daemon's
+protocol (hello, then ``progress`` + ``call_tool_res`` for every ``call_tool``) with no work at all:
+no validation, no provider call, no Redis, no telemetry. Only the upstream latency is simulated
+(``asyncio.sleep``), so at the realistic point its latency is the floor a daemon can approach.
+
+The benchmark sets that latency with a ``{"op": "_bench_config", "latency_ms": N}`` frame.
+Run: ``python bench/limit_server.py --port N``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+
+from websockets.asyncio.server import ServerConnection, serve
+
+ANSWER = "signal river lantern orbit quartz meadow cobalt harbor ember tundra velvet prism"
+_state = {"latency_s": 0.0}
+
+
+async def handle(ws: ServerConnection) -> None:
+    hello = json.loads(await ws.recv())
+    if hello.get("op") == "_bench_config":
+        _state["latency_s"] = float(hello.get("latency_ms", 0)) / 1000
+        await ws.send('{"op":"_bench_config","ok":true}')
+        return
+    await ws.send(json.dumps({"op": "hello_ack", "ok": True, "session_id": "limit",
+                              "server": {"name": "limit", "version": "0"}}))
+    async for message in ws:
+        frame = json.loads(message)
+        request_id = frame.get("request_id")
+        await ws.send(json.dumps({"op": "progress", "request_id": request_id,
+                                  "message": "calling glm model glm-4.5-flash"}))
+        if _state["latency_s"] > 0:
+            await asyncio.sleep(_state["latency_s"])
+        await ws.send(json.dumps({"op": "call_tool_res", "request_id": request_id, "ok": True,
+                                  "outputs": [{"type": "text", "text": ANSWER}],
+                                  "metadata": {}, "trace_id": "0" * 32}))
+
+
+async def main(host: str, port: int) -> None:
+    async with serve(handle, host, port, max_size=None):
+        await asyncio.Future()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    try:
+        asyncio.run(main(args.host, args.port))
+    except KeyboardInterrupt:
+        pass
