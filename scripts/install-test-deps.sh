@@ -42,4 +42,10 @@ if ! { [ -x "$gobin/builder" ] && "$gobin/builder" version 2>&1 | grep -q "$BUIL
   GOBIN="$gobin" go install "go.opentelemetry.io/collector/cmd/builder@$BUILDER_VERSION" >&2
 fi
 
+# LogQL and TraceQL grammars for the dashboard query checks (pinned by package-lock.json).
+if [ ! -d "$here/tests/dashboards/node_modules/@grafana/lezer-traceql" ]; then
+  command -v npm >/dev/null || { echo "install-test-deps: npm (Node.js) required" >&2; exit 1; }
+  (cd "$here/tests/dashboards" && npm ci --no-audit --no-fund) >&2
+fi
+
 "$here/collector-config/build.sh"

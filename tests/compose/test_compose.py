@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import jsonschema
 import pytest
 import yaml
 
@@ -85,7 +86,6 @@ def test_vendored_schema_is_the_recorded_one():
 
 
 def test_compose_file_validates_against_the_compose_spec(compose):
-    jsonschema = pytest.importorskip("jsonschema", reason="jsonschema is a test dependency")
     schema = json.loads(SCHEMA.read_text())
     validator = jsonschema.Draft7Validator(schema)
     errors = sorted(validator.iter_errors(compose), key=lambda e: list(e.path))
@@ -93,7 +93,6 @@ def test_compose_file_validates_against_the_compose_spec(compose):
 
 
 def test_the_schema_check_catches_mistakes(compose):
-    jsonschema = pytest.importorskip("jsonschema", reason="jsonschema is a test dependency")
     broken = json.loads(json.dumps(compose))
     broken["services"]["redis"]["healthcheck"]["intervall"] = "5s"
     validator = jsonschema.Draft7Validator(json.loads(SCHEMA.read_text()))
