@@ -7,24 +7,19 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 import redis.asyncio as redis_asyncio
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from app.config import Settings
 from app.persistence import Archive, build_archive
-from otel.instruments import Instruments, create_instruments
 from tests.harness.postgres import PostgresCluster, apply_migrations
 from tests.harness.postgrest import PostgrestTestServer
+from tests.harness.otel_capture import InMemoryTelemetry as Telemetry
+from tests.harness.otel_capture import in_memory_telemetry
 from tests.harness.procs import ManagedProcess
 from tests.harness.redis_server import redis_process
 
@@ -34,47 +29,10 @@ FAST = {"backoff_base_secs": 0.02, "backoff_max_secs": 0.2, "idle_poll_secs": 0.
         "request_timeout_secs": 5.0}
 
 
-@dataclass
-class Telemetry:
-    instruments: Instruments
-    tracer_provider: TracerProvider
-    meter_provider: MeterProvider
-    spans: InMemorySpanExporter
-    metrics: InMemoryMetricReader
-
-    def points(self, name: str) -> list[Any]:
-        data = self.metrics.get_metrics_data()
-        found: list[Any] = []
-        for resource in data.resource_metrics if data else []:
-            for scope in resource.scope_metrics:
-                for metric in scope.metrics:
-                    if metric.name == name:
-                        found.extend(metric.data.data_points)
-        return found
-
-    def total(self, name: str, **attributes: Any) -> float:
-        """Sum of counter values (or histogram counts) whose attributes include ``attributes``."""
-        total = 0.0
-        for point in self.points(name):
-            if all(point.attributes.get(k) == v for k, v in attributes.items()):
-                total += getattr(point, "value", None) if hasattr(point, "value") else point.count
-        return total
-
-    def finished(self) -> list[Any]:
-        return list(self.spans.get_finished_spans())
-
-
 @pytest.fixture
 def telemetry() -> Iterator[Telemetry]:
-    spans = InMemorySpanExporter()
-    tracer_provider = TracerProvider()
-    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
-    reader = InMemoryMetricReader()
-    meter_provider = MeterProvider(metric_readers=[reader])
-    instruments = create_instruments("test", tracer_provider, meter_provider)
-    yield Telemetry(instruments, tracer_provider, meter_provider, spans, reader)
-    tracer_provider.shutdown()
-    meter_provider.shutdown()
+    with in_memory_telemetry() as captured:
+        yield captured
 
 
 @pytest.fixture(scope="session")

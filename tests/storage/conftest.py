@@ -7,54 +7,23 @@ on nor disturb the suite's global telemetry fixtures.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from app.config import Settings
 from app.storage.threads import ThreadStore, create_thread_store
-from otel.instruments import Instruments, create_instruments
+from tests.harness.otel_capture import InMemoryTelemetry as Telemetry
+from tests.harness.otel_capture import in_memory_telemetry
 from tests.harness.procs import ManagedProcess
 from tests.harness.redis_server import redis_process
 
 
-@dataclass
-class Telemetry:
-    instruments: Instruments
-    tracer_provider: TracerProvider
-    spans: InMemorySpanExporter
-    metrics: InMemoryMetricReader
-
-    def points(self, name: str) -> list[Any]:
-        """Every data point of metric ``name`` collected so far."""
-        data = self.metrics.get_metrics_data()
-        found: list[Any] = []
-        for resource in data.resource_metrics if data else []:
-            for scope in resource.scope_metrics:
-                for metric in scope.metrics:
-                    if metric.name == name:
-                        found.extend(metric.data.data_points)
-        return found
-
-
 @pytest.fixture
 def telemetry() -> Iterator[Telemetry]:
-    spans = InMemorySpanExporter()
-    tracer_provider = TracerProvider()
-    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
-    reader = InMemoryMetricReader()
-    meter_provider = MeterProvider(metric_readers=[reader])
-    instruments = create_instruments("test", tracer_provider, meter_provider)
-    yield Telemetry(instruments, tracer_provider, spans, reader)
-    meter_provider.shutdown()
-    tracer_provider.shutdown()
+    with in_memory_telemetry() as captured:
+        yield captured
 
 
 @pytest.fixture(scope="module")
