@@ -13,25 +13,12 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
-from typing import Protocol
 
 from otel import names
+from otel.genai import UsageLike
 
 TABLE_RESOURCE = "prices.toml"
 _PER_MILLION = 1_000_000
-
-
-class UsageLike(Protocol):
-    """Token counts as providers report them; cached tokens are a subset of the input tokens."""
-
-    @property
-    def input_tokens(self) -> int: ...
-
-    @property
-    def output_tokens(self) -> int: ...
-
-    @property
-    def cached_input_tokens(self) -> int: ...
 
 
 class PriceTableError(ValueError):

@@ -2,7 +2,7 @@
 
 Kept apart from the providers so that their code reads as HTTP and JSON, not as telemetry. Use::
 
-    with chat_call(instruments, info) as call:   # span started and made current
+    with chat_call(instruments, info, prices) as call:   # span started and made current
         ...                                       # the httpx request span becomes its child
         call.first_chunk()                        # streaming: time to first chunk
         call.set_response(...)                    # model, id, finish reason, usage, cost
@@ -25,12 +25,10 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
-
-from app import pricing
 
 from . import names
 from .instruments import Instruments
@@ -39,6 +37,27 @@ CAPTURE_CONTENT_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 _CAPTURE_ON_SPAN = frozenset({"span_only", "span_and_event", "true"})
 OPERATION_CHAT = "chat"
 ERROR_CANCELLED = "cancelled"
+
+
+class UsageLike(Protocol):
+    """Token counts as providers report them; cached tokens are a subset of the input tokens."""
+
+    @property
+    def input_tokens(self) -> int: ...
+
+    @property
+    def output_tokens(self) -> int: ...
+
+    @property
+    def cached_input_tokens(self) -> int: ...
+
+
+class PriceLabels(Protocol):
+    """What telemetry needs of the price table: its version, and bounded model labels."""
+
+    version: str
+
+    def metric_model(self, model: str | None) -> str: ...
 
 
 def capture_content_enabled(environ: Mapping[str, str] | None = None) -> bool:
@@ -76,11 +95,12 @@ class ChatCallInfo:
 class ChatCall:
     """One call's span and measurements. Create it with :func:`chat_call`."""
 
-    def __init__(self, instruments: Instruments, info: ChatCallInfo,
+    def __init__(self, instruments: Instruments, info: ChatCallInfo, prices: PriceLabels,
                  clock: Callable[[], float] = time.perf_counter,
                  capture_content: bool | None = None) -> None:
         self._instruments = instruments
         self._info = info
+        self._prices = prices
         self._clock = clock
         self._capture = capture_content_enabled() if capture_content is None else capture_content
         self._started = clock()
@@ -88,7 +108,7 @@ class ChatCall:
         self._ended = False
         self._response_model: str | None = None
         self._finish_reason: str | None = None
-        self._usage: pricing.UsageLike | None = None
+        self._usage: UsageLike | None = None
         self._cost: float | None = None
         self.span = instruments.tracer.start_span(
             f"{OPERATION_CHAT} {info.request_model}", kind=SpanKind.CLIENT,
@@ -112,7 +132,7 @@ class ChatCall:
         return self._ttfc
 
     def set_response(self, *, response_model: str | None, response_id: str | None,
-                     finish_reason: str | None, usage: pricing.UsageLike | None,
+                     finish_reason: str | None, usage: UsageLike | None,
                      cost_usd: float | None, text: str | None = None) -> None:
         """Record what the provider answered (before the block ends)."""
         self._response_model = response_model
@@ -132,7 +152,7 @@ class ChatCall:
             attrs[names.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = usage.cached_input_tokens
         if cost_usd is not None:
             attrs[names.GEN_AI_USAGE_COST] = cost_usd
-            attrs[names.EXAI_PRICE_TABLE_VERSION] = pricing.version
+            attrs[names.EXAI_PRICE_TABLE_VERSION] = self._prices.version
         if self._capture and text is not None:
             attrs[names.GEN_AI_OUTPUT_MESSAGES] = json.dumps(
                 [{"role": "assistant", "parts": [{"type": "text", "content": text}],
@@ -183,10 +203,10 @@ class ChatCall:
         attrs = {
             names.GEN_AI_OPERATION_NAME: OPERATION_CHAT,
             names.GEN_AI_PROVIDER_NAME: self._info.provider_name,
-            names.GEN_AI_REQUEST_MODEL: pricing.metric_model(self._info.request_model),
+            names.GEN_AI_REQUEST_MODEL: self._prices.metric_model(self._info.request_model),
         }
         if self._response_model:
-            attrs[names.GEN_AI_RESPONSE_MODEL] = pricing.metric_model(self._response_model)
+            attrs[names.GEN_AI_RESPONSE_MODEL] = self._prices.metric_model(self._response_model)
         if error_type is not None:
             attrs[names.ERROR_TYPE] = error_type
         return attrs
@@ -213,7 +233,7 @@ class ChatCall:
         if self._cost is None:
             inst.genai_unpriced.add(1, attrs)
         else:
-            inst.genai_cost.add(self._cost, {**attrs, names.EXAI_PRICE_TABLE_VERSION: pricing.version})
+            inst.genai_cost.add(self._cost, {**attrs, names.EXAI_PRICE_TABLE_VERSION: self._prices.version})
 
 
 _FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter", "function_call",
@@ -226,10 +246,10 @@ def _bounded(finish_reason: str) -> str:
 
 
 @contextmanager
-def chat_call(instruments: Instruments, info: ChatCallInfo, *,
+def chat_call(instruments: Instruments, info: ChatCallInfo, prices: PriceLabels, *,
               clock: Callable[[], float] = time.perf_counter) -> Iterator[ChatCall]:
     """Start a GenAI CLIENT span, make it current for the block, and end it on the way out."""
-    call = ChatCall(instruments, info, clock=clock)
+    call = ChatCall(instruments, info, prices, clock=clock)
     try:
         with trace.use_span(call.span, end_on_exit=False, record_exception=False,
                             set_status_on_exception=False):

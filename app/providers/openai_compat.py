@@ -111,7 +111,7 @@ class Provider:
             server_address=self._server_address, server_port=self._server_port,
             temperature=request.temperature, max_tokens=request.max_tokens,
             conversation_id=request.conversation_id, messages=request.messages)
-        with genai.chat_call(self._instruments, info) as call:
+        with genai.chat_call(self._instruments, info, pricing.TABLE) as call:
             permit = self._admit()
             outcome = "neutral"
             try:

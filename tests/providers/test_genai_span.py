@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from app import pricing
 from otel import genai, names
 
 from .conftest import Telemetry
@@ -33,7 +34,7 @@ def test_error_types() -> None:
 
 
 def test_span_ends_once_even_if_ended_again(telemetry: Telemetry) -> None:
-    with genai.chat_call(telemetry.instruments, INFO) as call:
+    with genai.chat_call(telemetry.instruments, INFO, pricing.TABLE) as call:
         call.first_chunk()
         call.first_chunk()
     call.end("late")  # ignored
@@ -45,7 +46,7 @@ def test_span_ends_once_even_if_ended_again(telemetry: Telemetry) -> None:
 
 def test_exception_message_of_foreign_errors_stays_off_the_span(telemetry: Telemetry) -> None:
     with pytest.raises(RuntimeError):
-        with genai.chat_call(telemetry.instruments, INFO):
+        with genai.chat_call(telemetry.instruments, INFO, pricing.TABLE):
             raise RuntimeError("SECRET-ISH upstream text")
     [span] = telemetry.genai_spans()
     assert span.attributes[names.ERROR_TYPE] == "RuntimeError"
@@ -56,6 +57,6 @@ def test_exception_message_of_foreign_errors_stays_off_the_span(telemetry: Telem
 def test_span_is_current_inside_the_block(telemetry: Telemetry) -> None:
     from opentelemetry import trace
 
-    with genai.chat_call(telemetry.instruments, INFO) as call:
+    with genai.chat_call(telemetry.instruments, INFO, pricing.TABLE) as call:
         assert trace.get_current_span() is call.span
     assert trace.get_current_span() is not call.span
