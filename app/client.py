@@ -90,13 +90,11 @@ class DaemonClient:
                 frame = json.loads(message)
                 request_id = frame.get("request_id")
                 op = frame.get("op")
-                kind = "result" if op in RESULT_OPS else "frame"
-                pending = self._pending.get(("cancel", request_id)) if op == "cancelled" else \
-                    self._pending.get(("call", request_id))
+                pending = self._pending.get(("cancel" if op == "cancelled" else "call", request_id))
                 if pending is None:
                     self.unsolicited.append(frame)
                     continue
-                if kind == "frame":
+                if op not in RESULT_OPS:
                     pending.frames.append(frame)
                     if pending.on_frame is not None:
                         outcome = pending.on_frame(frame)
