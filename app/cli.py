@@ -21,17 +21,32 @@ def _default_url() -> str:
     return os.environ.get("EXAI_WS_URL") or f"ws://{host}:{os.environ.get('EXAI_WS_PORT', '8079')}"
 
 
+def _config_error(error: Exception) -> str:
+    """One line per bad setting, naming the environment variable and never echoing its value."""
+    errors = getattr(error, "errors", None)
+    if callable(errors):
+        return "; ".join(f"{'.'.join(str(p) for p in item['loc'])}: {item['msg']}"
+                         for item in errors(include_input=False, include_url=False))
+    return str(error)
+
+
 @app.command()
 def serve(log_level: Annotated[str, typer.Option(help="Console log level.")] = "INFO") -> None:
     """Run the daemon, configured from the environment (and ./.env)."""
+    from pydantic import ValidationError
+
     from . import __version__
     from .config import Settings
     from .daemon import Daemon
     from otel.logs import configure_logging
     from otel.setup import configure_telemetry
 
-    settings = Settings()
-    telemetry = configure_telemetry(__version__)
+    try:
+        settings = Settings()
+        telemetry = configure_telemetry(__version__)
+    except (ValidationError, ValueError) as error:
+        console.print(f"[red]configuration error[/red]: {_config_error(error)}")
+        raise typer.Exit(2) from None
     configure_logging(log_level.upper(), telemetry.logger_provider)
     try:
         asyncio.run(Daemon(settings, telemetry).run_until_signalled())

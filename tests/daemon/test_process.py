@@ -102,3 +102,16 @@ def test_chat_cli_reports_errors_with_the_trace_id(tmp_path, fake_llm_process):
     # the daemon's console line about this call shows the same trace id
     log = (tmp_path / "serve.log").read_text()
     assert f"trace_id={trace_id} call " in log, log[-2000:]
+
+
+@pytest.mark.parametrize("variable, value", [("EXAI_WS_PORT", "not-a-port"),
+                                             ("OTEL_EXPORTER_OTLP_PROTOCOL", "carrier-pigeon")])
+def test_bad_configuration_is_one_clear_line_not_a_traceback(tmp_path, variable, value):
+    import os
+    done = subprocess.run([EXAI, "serve"], capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                          env={**os.environ, "EXAI_WS_PORT": "0", "HEALTH_CHECK_PORT": "0",
+                               variable: value})
+    assert done.returncode == 2
+    assert "configuration error" in done.stderr
+    assert variable in done.stderr or value in done.stderr
+    assert "Traceback" not in done.stderr
