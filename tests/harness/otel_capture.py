@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -42,6 +42,10 @@ class InMemoryTelemetry:
                         found.extend(metric.data.data_points)
         return found
 
+    def labelled_points(self, name: str) -> list[tuple[dict[str, Any], Any]]:
+        """(attributes, data point) of every point of metric ``name``."""
+        return [(dict(point.attributes), point) for point in self.points(name)]
+
     def total(self, name: str, **attributes: Any) -> float:
         """Sum of counter values (or histogram counts) whose attributes include ``attributes``."""
         total = 0.0
@@ -51,8 +55,12 @@ class InMemoryTelemetry:
         return total
 
 
+Captured = TypeVar("Captured", bound=InMemoryTelemetry)
+
+
 @contextmanager
-def in_memory_telemetry() -> Iterator[InMemoryTelemetry]:
+def in_memory_telemetry(kind: type[Captured] = InMemoryTelemetry) -> Iterator[Captured]:  # type: ignore[assignment]
+    """Fresh providers and instruments; ``kind`` may be a subclass with helpers of its own."""
     spans = InMemorySpanExporter()
     tracer_provider = TracerProvider()
     tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
@@ -60,7 +68,7 @@ def in_memory_telemetry() -> Iterator[InMemoryTelemetry]:
     meter_provider = MeterProvider(metric_readers=[reader])
     instruments = create_instruments("test", tracer_provider, meter_provider)
     try:
-        yield InMemoryTelemetry(instruments, tracer_provider, meter_provider, spans, reader)
+        yield kind(instruments, tracer_provider, meter_provider, spans, reader)
     finally:
         tracer_provider.shutdown()
         meter_provider.shutdown()

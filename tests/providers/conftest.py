@@ -12,16 +12,12 @@ from typing import Any
 import httpx
 import pytest
 from aiohttp import web
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace import ReadableSpan
 
 from app.config import Settings
 from app.fake_llm import FakeLLMConfig, start_fake_llm
 from app.providers.registry import ProviderRegistry
-from otel.instruments import Instruments, create_instruments
+from tests.harness.otel_capture import InMemoryTelemetry, in_memory_telemetry
 
 # Looks like a real key on purpose, so that a leak would be found by a plain substring search.
 API_KEY = "sk-test-0123456789abcdefCANARYKEY"
@@ -62,16 +58,8 @@ class FakeUpstream:
             await asyncio.sleep(0.02)
 
 
-@dataclass
-class Telemetry:
-    spans: InMemorySpanExporter
-    reader: InMemoryMetricReader
-    tracer_provider: TracerProvider
-    meter_provider: MeterProvider
-    instruments: Instruments
-
-    def finished(self, name_prefix: str = "") -> list[ReadableSpan]:
-        return [s for s in self.spans.get_finished_spans() if s.name.startswith(name_prefix)]
+class Telemetry(InMemoryTelemetry):
+    """The shared in-memory capture, plus views the provider tests read often."""
 
     def genai_spans(self) -> list[ReadableSpan]:
         return self.finished("chat ")
@@ -80,19 +68,9 @@ class Telemetry:
         data = self.reader.get_metrics_data()
         return data.to_json() if data is not None else ""
 
-    def points(self, name: str) -> list[tuple[dict[str, Any], Any]]:
-        """(attributes, data point) of every point of metric ``name``."""
-        data = self.reader.get_metrics_data()
-        found = []
-        for rm in data.resource_metrics if data else []:
-            for sm in rm.scope_metrics:
-                for metric in sm.metrics:
-                    if metric.name == name:
-                        found += [(dict(p.attributes), p) for p in metric.data.data_points]
-        return found
-
     def spans_json(self) -> str:
         return json.dumps([json.loads(s.to_json()) for s in self.spans.get_finished_spans()])
+
 
 
 @pytest.fixture
@@ -106,15 +84,8 @@ async def fake() -> AsyncIterator[FakeUpstream]:
 
 @pytest.fixture
 def telemetry() -> Iterator[Telemetry]:
-    exporter = InMemorySpanExporter()
-    tracer_provider = TracerProvider()
-    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
-    reader = InMemoryMetricReader()
-    meter_provider = MeterProvider(metric_readers=[reader])
-    yield Telemetry(exporter, reader, tracer_provider, meter_provider,
-                    create_instruments("test", tracer_provider, meter_provider))
-    tracer_provider.shutdown()
-    meter_provider.shutdown()
+    with in_memory_telemetry(Telemetry) as captured:
+        yield captured
 
 
 @dataclass

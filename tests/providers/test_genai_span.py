@@ -40,7 +40,7 @@ def test_span_ends_once_even_if_ended_again(telemetry: Telemetry) -> None:
     call.end("late")  # ignored
     [span] = telemetry.genai_spans()
     assert names.ERROR_TYPE not in span.attributes
-    [(_, duration)] = telemetry.points(names.GEN_AI_CLIENT_OPERATION_DURATION)
+    [(_, duration)] = telemetry.labelled_points(names.GEN_AI_CLIENT_OPERATION_DURATION)
     assert duration.count == 1
 
 

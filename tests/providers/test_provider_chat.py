@@ -66,18 +66,18 @@ async def test_non_streaming_kimi_chat_with_cached_tokens_and_cost(
     assert names.ERROR_TYPE not in attrs
     assert span.status.status_code is not StatusCode.ERROR
 
-    [(dattrs, duration)] = telemetry.points(names.GEN_AI_CLIENT_OPERATION_DURATION)
+    [(dattrs, duration)] = telemetry.labelled_points(names.GEN_AI_CLIENT_OPERATION_DURATION)
     assert duration.count == 1
     assert dattrs == {names.GEN_AI_OPERATION_NAME: "chat", names.GEN_AI_PROVIDER_NAME: "moonshot_ai",
                       names.GEN_AI_REQUEST_MODEL: model, names.GEN_AI_RESPONSE_MODEL: model}
     tokens = {a[names.GEN_AI_TOKEN_TYPE]: p.sum
-              for a, p in telemetry.points(names.GEN_AI_CLIENT_TOKEN_USAGE)}
+              for a, p in telemetry.labelled_points(names.GEN_AI_CLIENT_TOKEN_USAGE)}
     assert tokens == {"input": result.usage.input_tokens, "output": result.usage.output_tokens}
-    [(cattrs, cost)] = telemetry.points(names.EXAI_GEN_AI_COST)
+    [(cattrs, cost)] = telemetry.labelled_points(names.EXAI_GEN_AI_COST)
     assert cost.value == pytest.approx(result.cost_usd)
     assert cattrs[names.EXAI_PRICE_TABLE_VERSION] == pricing.version
-    assert telemetry.points(names.EXAI_GEN_AI_UNPRICED_CALLS) == []
-    assert telemetry.points(names.GEN_AI_CLIENT_TIME_TO_FIRST_CHUNK) == []
+    assert telemetry.labelled_points(names.EXAI_GEN_AI_UNPRICED_CALLS) == []
+    assert telemetry.labelled_points(names.GEN_AI_CLIENT_TIME_TO_FIRST_CHUNK) == []
 
 
 async def test_streaming_glm_chat_delivers_chunks_usage_and_time_to_first_chunk(
@@ -105,7 +105,7 @@ async def test_streaming_glm_chat_delivers_chunks_usage_and_time_to_first_chunk(
     assert span.attributes[names.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] == pytest.approx(
         result.time_to_first_chunk_s)
     assert span.attributes[names.GEN_AI_USAGE_INPUT_TOKENS] == result.usage.input_tokens
-    [(_, ttfc)] = telemetry.points(names.GEN_AI_CLIENT_TIME_TO_FIRST_CHUNK)
+    [(_, ttfc)] = telemetry.labelled_points(names.GEN_AI_CLIENT_TIME_TO_FIRST_CHUNK)
     assert ttfc.count == 1 and ttfc.sum >= 0.15
     assert (await fake.stats())["completed"] == 1
 
@@ -142,12 +142,12 @@ async def test_unknown_model_is_unpriced_and_labelled_other(
     [span] = telemetry.genai_spans()
     assert names.GEN_AI_USAGE_COST not in span.attributes
     assert span.attributes[names.GEN_AI_REQUEST_MODEL] == model  # spans keep the real name
-    [(uattrs, unpriced)] = telemetry.points(names.EXAI_GEN_AI_UNPRICED_CALLS)
+    [(uattrs, unpriced)] = telemetry.labelled_points(names.EXAI_GEN_AI_UNPRICED_CALLS)
     assert unpriced.value == 1
     assert uattrs[names.GEN_AI_REQUEST_MODEL] == names.OTHER_VALUE
     assert uattrs[names.GEN_AI_RESPONSE_MODEL] == names.OTHER_VALUE
-    assert telemetry.points(names.EXAI_GEN_AI_COST) == []
-    for attrs, _ in telemetry.points(names.GEN_AI_CLIENT_OPERATION_DURATION):
+    assert telemetry.labelled_points(names.EXAI_GEN_AI_COST) == []
+    for attrs, _ in telemetry.labelled_points(names.GEN_AI_CLIENT_OPERATION_DURATION):
         assert model not in attrs.values()
     assert model not in telemetry.metrics_json()
 
@@ -160,8 +160,8 @@ async def test_free_model_records_a_zero_cost_not_unpriced(
     result = await provider.chat(_request(model))
     assert result.cost_usd == 0.0
     assert telemetry.genai_spans()[0].attributes[names.GEN_AI_USAGE_COST] == 0.0
-    assert telemetry.points(names.EXAI_GEN_AI_UNPRICED_CALLS) == []
-    [(_, cost)] = telemetry.points(names.EXAI_GEN_AI_COST)
+    assert telemetry.labelled_points(names.EXAI_GEN_AI_UNPRICED_CALLS) == []
+    [(_, cost)] = telemetry.labelled_points(names.EXAI_GEN_AI_COST)
     assert cost.value == 0.0
 
 
@@ -222,9 +222,9 @@ async def test_5xx_retries_with_jittered_backoff_then_gives_up(
     assert len(sleep.calls) == 2
     assert 0 <= sleep.calls[0] <= 1.0 and 0 <= sleep.calls[1] <= 2.0
     assert (await fake.stats())["received"] == 3
-    [(attrs, _)] = telemetry.points(names.GEN_AI_CLIENT_OPERATION_DURATION)
+    [(attrs, _)] = telemetry.labelled_points(names.GEN_AI_CLIENT_OPERATION_DURATION)
     assert attrs[names.ERROR_TYPE] == "500"
-    assert telemetry.points(names.GEN_AI_CLIENT_TOKEN_USAGE) == []
+    assert telemetry.labelled_points(names.GEN_AI_CLIENT_TOKEN_USAGE) == []
 
 
 async def test_client_errors_are_not_retried_and_do_not_trip_the_circuit(
@@ -301,7 +301,7 @@ async def test_repeated_500s_open_the_circuit_then_half_open_recovery(
 
     def gauge() -> dict[str, float]:
         return {a[names.GEN_AI_PROVIDER_NAME]: p.value
-                for a, p in telemetry.points(names.EXAI_CIRCUIT_BREAKER_STATE)}
+                for a, p in telemetry.labelled_points(names.EXAI_CIRCUIT_BREAKER_STATE)}
 
     assert gauge() == {"moonshot_ai": 0, "z_ai": 0}
     await fake.fault(500, count=2)
@@ -371,7 +371,7 @@ async def test_cancel_mid_stream_closes_the_upstream_stream_and_ends_the_span(
     assert span.attributes[names.ERROR_TYPE] == "cancelled"
     assert span.status.status_code is StatusCode.ERROR
     assert span.attributes[names.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] > 0
-    [(attrs, _)] = telemetry.points(names.GEN_AI_CLIENT_OPERATION_DURATION)
+    [(attrs, _)] = telemetry.labelled_points(names.GEN_AI_CLIENT_OPERATION_DURATION)
     assert attrs[names.ERROR_TYPE] == "cancelled"
     assert provider.circuit_state == "closed" and provider.breaker.consecutive_failures == 0
 

@@ -58,7 +58,7 @@ async def test_list_models_shows_configuration_but_no_secrets(make_registry) -> 
 
 async def test_circuit_gauge_reports_both_providers(make_registry, telemetry: Telemetry) -> None:
     make_registry(settings_for(None))
-    points = telemetry.points(names.EXAI_CIRCUIT_BREAKER_STATE)
+    points = telemetry.labelled_points(names.EXAI_CIRCUIT_BREAKER_STATE)
     assert sorted((a[names.GEN_AI_PROVIDER_NAME], p.value) for a, p in points) == [
         ("moonshot_ai", 0), ("z_ai", 0)]
 
