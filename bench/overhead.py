@@ -118,6 +118,7 @@ class Infra:
     remote_write_requests: int = 0
     profile_dir: Path | None = None
     profiler: str = "pyinstrument"
+    profiled: tuple[str, ...] = ("off", "full")
     extra_env: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def start_proc(self, proc: ManagedProcess) -> ManagedProcess:
@@ -125,9 +126,14 @@ class Infra:
         self.procs.append(proc)
         return proc
 
+    @property
+    def stop_signal(self) -> int:
+        """py-spy writes its report on SIGINT only (SIGTERM kills it); the daemon takes either."""
+        return signal.SIGINT if self.profile_dir and self.profiler == "py-spy" else signal.SIGTERM
+
     def stop_all(self) -> None:
         for proc in reversed(self.procs):
-            proc.stop()
+            proc.stop(self.stop_signal)
 
 
 async def start_remote_write_sink(infra: Infra) -> int:
@@ -213,19 +219,34 @@ def variant_process(infra: Infra, variant: str, redis_url: str) -> ManagedProces
     env.update(infra.extra_env.get(variant, {}))
     workdir = infra.workdir / variant
     workdir.mkdir(parents=True, exist_ok=True)
-    if infra.profile_dir is not None and variant in ("off", "full"):
-        # pyinstrument samples the main thread; the report is written when the daemon stops.
-        if infra.profiler == "cprofile":
-            argv = [sys.executable, "-m", "cProfile", "-o",
-                    str(infra.profile_dir / f"{variant}.prof"), *argv]
-        else:
-            argv = [sys.executable, "-m", "pyinstrument", "-r", "text", "--show-all",
-                    "-o", str(infra.profile_dir / f"{variant}.txt"), *argv]
+    if infra.profile_dir is not None and variant in infra.profiled:
+        argv = profiled(infra.profiler, infra.profile_dir, variant, argv)
     proc = ManagedProcess(name=variant, argv=argv, env=env, cwd=workdir,
                           log_path=workdir / f"{variant}.log",
-                          ready=lambda: port_open(health_port), ready_timeout=60)
+                          ready=lambda: port_open(health_port),
+                          ready_timeout=300 if infra.profiler == "callgrind" else 60)
     proc.ws_port = ws_port  # type: ignore[attr-defined]
     return proc
+
+
+def profiled(profiler: str, out_dir: Path, variant: str, argv: list[str]) -> list[str]:
+    """``argv`` run under a profiler; each writes its report when the daemon stops.
+
+    pyinstrument samples the main thread; cProfile counts every call on it; py-spy samples every
+    thread (collapsed stacks, for flame graphs). callgrind counts instructions of every thread,
+    starting only when told (see bench/instructions.py); it follows the agent's exec.
+    """
+    if profiler == "py-spy":
+        return ["py-spy", "record", "--threads", "--rate", "250", "--format", "raw",
+                "-o", str(out_dir / f"{variant}.folded"), "--", *argv]
+    if profiler == "cprofile":
+        return [sys.executable, "-m", "cProfile", "-o", str(out_dir / f"{variant}.prof"), *argv]
+    if profiler == "callgrind":
+        return ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--trace-children=yes",
+                "--separate-threads=yes", f"--callgrind-out-file={out_dir}/{variant}.%p.out",
+                *argv]
+    return [sys.executable, "-m", "pyinstrument", "-r", "text", "--show-all",
+            "-o", str(out_dir / f"{variant}.txt"), *argv]
 
 
 def set_upstream_latency(infra: Infra, latency_ms: float) -> None:
@@ -325,15 +346,18 @@ class Clients:
         for ws in self.conns:
             await ws.close()
 
-    async def run(self, seconds: float) -> tuple[int, int, float, list[float]]:
-        deadline = time.perf_counter() + seconds
+    async def run(self, seconds: float | None = None,
+                  calls: int | None = None) -> tuple[int, int, float, list[float]]:
+        """Call for ``seconds``, or until ``calls`` calls have been started."""
+        deadline = time.perf_counter() + seconds if seconds is not None else float("inf")
+        remaining = itertools.count(calls, -1) if calls is not None else itertools.repeat(1)
         latencies: list[float] = []
         errors = 0
         prompts = itertools.cycle(PROMPTS)
 
         async def worker(ws: ClientConnection) -> None:
             nonlocal errors
-            while time.perf_counter() < deadline:
+            while time.perf_counter() < deadline and next(remaining) > 0:
                 frame = json.dumps({"op": "call_tool", "request_id": f"b{next(self.ids)}",
                                     "name": "chat", "arguments": {"prompt": next(prompts)}})
                 started = time.perf_counter()
@@ -596,7 +620,7 @@ async def run(args: argparse.Namespace, profile: Profile, log) -> dict[str, Any]
             # Shut the telemetry variants down (their SDKs flush), let the collector count it all.
             for variant in ("full", "peer"):
                 if variant in infra.servers:
-                    infra.servers[variant].stop(signal.SIGTERM, timeout=30)
+                    infra.servers[variant].stop(infra.stop_signal, timeout=30)
             await asyncio.sleep(2.0)
             after = collector_counters(infra.telemetry_port)
             volume: dict[str, dict[str, float]] = {}
@@ -651,9 +675,11 @@ def main(argv: list[str] | None = None) -> int:
                                                 "else collector-config/build.sh)")
     parser.add_argument("--workdir", help="parent of the scratch directory (default: temp)")
     parser.add_argument("--profile", type=Path,
-                        help="run the daemons under pyinstrument; write DIR/<variant>.txt "
-                             "(slows them: use for where time goes, not for the figures)")
-    parser.add_argument("--profiler", choices=("pyinstrument", "cprofile"), default="pyinstrument")
+                        help="run the off and full daemons under a profiler; write "
+                             "DIR/<variant>.{txt,prof,folded} (slows them: use for where time "
+                             "goes, not for the figures)")
+    parser.add_argument("--profiler", choices=("pyinstrument", "cprofile", "py-spy"),
+                        default="pyinstrument")
     parser.add_argument("--env", action="append", default=[], metavar="VARIANT:KEY=VALUE",
                         help="an extra environment variable for one variant (experiments)")
     parser.add_argument("--keep-workdir", action="store_true", help="keep logs for inspection")
