@@ -164,9 +164,13 @@ def markdown(summary: dict[str, Any]) -> str:
 async def run(args: argparse.Namespace, log) -> dict[str, Any]:
     variants = [v for v in VARIANTS if v in args.variants.split(",")]
     workdir = Path(tempfile.mkdtemp(prefix="exai-instructions-", dir=args.workdir))
+    extra_env = {v: dict(COUNTING_ENV) for v in variants}
+    for item in args.env:
+        variant, _, assignment = item.partition(":")
+        key, _, value = assignment.partition("=")
+        extra_env.setdefault(variant, {})[key] = value
     infra = Infra(workdir, profile_dir=workdir / "callgrind", profiler="callgrind",
-                  profiled=tuple(variants),
-                  extra_env={v: dict(COUNTING_ENV) for v in variants})
+                  profiled=tuple(variants), extra_env=extra_env)
     infra.profile_dir.mkdir()  # type: ignore[union-attr]
     counts: dict[str, dict[str, Any]] = {}
     spans_at_start: dict[str, float] = {}
@@ -209,6 +213,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="calls before counting starts (connections, caches, first batches)")
     parser.add_argument("--clients", type=int, default=4, help="concurrent WebSocket clients")
     parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--env", action="append", default=[], metavar="VARIANT:KEY=VALUE",
+                        help="an extra environment variable for one variant (experiments: "
+                             "full:OTEL_TRACES_SAMPLER=always_off counts all but the spans)")
     parser.add_argument("--json", type=Path, help="write the counts here")
     parser.add_argument("--markdown", type=Path, help="write the table here")
     parser.add_argument("--collector-bin", help="collector binary (default: $EXAI_OTELCOL_BIN, "

@@ -1,0 +1,34 @@
+"""bench/instructions.py counts a few calls under callgrind and reports what it promises.
+
+Not a performance test: it proves the program, valgrind's control channel and the collector's
+span counts still fit together. The figures themselves come from a full run (docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_counting_a_few_calls_reports_instructions_per_call(tmp_path):
+    out = tmp_path / "instructions.json"
+    done = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "instructions.py"), "--variants", "off,full",
+         "--calls", "30", "--warmup-calls", "5", "--clients", "2", "--json", str(out),
+         "--workdir", str(tmp_path),
+         # small batches, so that a few calls export some (the real run keeps the SDK's 512)
+         "--env", "full:OTEL_BSP_MAX_EXPORT_BATCH_SIZE=16"],
+        capture_output=True, text=True, timeout=600, check=False, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(out.read_text())
+    off, full = results["variants"]["off"], results["variants"]["full"]
+    assert off["calls"] == full["calls"] == 30
+    # a chat call through the daemon is millions of instructions; telemetry adds to them
+    assert 1_000_000 < off["event_loop_per_call"] < full["event_loop_per_call"]
+    assert full["spans_exported_in_window"] >= 16 and full["export_per_span"] > 0
+    assert 3.5 < full["spans_per_call"] < 4.5  # SERVER, GenAI, HTTP, Redis
+    assert results["telemetry_per_call_full"] == full["total_per_call"] - off["total_per_call"]
