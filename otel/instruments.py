@@ -23,8 +23,9 @@ class PreAggregatedSum:
     ``add`` has the synchronous instrument's signature but costs one dict update instead of an
     SDK measurement (attribute copy, hashing, aggregation, exemplar offer: ~15-25 us); the reader
     exports the same cumulative Sum, monotonic for a counter, through an observable instrument.
-    Used for what is recorded on every frame or call (bytes per frame, calls in flight); anything
-    whose exemplars matter stays synchronous.
+    Used for every counter recorded per frame or per call (bytes, calls in flight, cost, finish
+    reasons, cached tokens). The histograms stay synchronous: their exemplars link a latency or a
+    token count to its trace, and the SDK has no asynchronous histogram.
     """
 
     def __init__(self, meter: metrics.Meter, name: str, unit: str, description: str,
@@ -61,18 +62,18 @@ class Instruments:
     # MCP server side
     operation_duration: metrics.Histogram
     session_duration: metrics.Histogram
-    sessions_active: metrics.UpDownCounter | PreAggregatedSum
-    calls_in_flight: metrics.UpDownCounter | PreAggregatedSum
+    sessions_active: PreAggregatedSum
+    calls_in_flight: PreAggregatedSum
     rejections: metrics.Counter
-    websocket_io: metrics.Counter | PreAggregatedSum
+    websocket_io: PreAggregatedSum
     # GenAI client side
     genai_duration: metrics.Histogram
     genai_tokens: metrics.Histogram
     genai_ttfc: metrics.Histogram
-    genai_cost: metrics.Counter
-    genai_unpriced: metrics.Counter
-    genai_cached_tokens: metrics.Counter
-    genai_finish_reasons: metrics.Counter
+    genai_cost: PreAggregatedSum
+    genai_unpriced: PreAggregatedSum
+    genai_cached_tokens: PreAggregatedSum
+    genai_finish_reasons: PreAggregatedSum
     # storage
     db_duration: metrics.Histogram
 
@@ -146,21 +147,23 @@ def create_instruments(
             description="Time from request to the first streamed chunk.",
             explicit_bucket_boundaries_advisory=list(names.GEN_AI_DURATION_BUCKETS),
         ),
-        genai_cost=meter.create_counter(
-            names.EXAI_GEN_AI_COST, unit="USD",
-            description="Cost of LLM calls from the local price table.",
+        genai_cost=PreAggregatedSum(
+            meter, names.EXAI_GEN_AI_COST, unit="USD",
+            description="Cost of LLM calls from the local price table.", monotonic=True,
         ),
-        genai_unpriced=meter.create_counter(
-            names.EXAI_GEN_AI_UNPRICED_CALLS, unit="{call}",
+        genai_unpriced=PreAggregatedSum(
+            meter, names.EXAI_GEN_AI_UNPRICED_CALLS, unit="{call}",
             description="LLM calls whose model is not in the price table (cost unknown, not zero).",
+            monotonic=True,
         ),
-        genai_cached_tokens=meter.create_counter(
-            names.EXAI_GEN_AI_CACHED_INPUT_TOKENS, unit="{token}",
+        genai_cached_tokens=PreAggregatedSum(
+            meter, names.EXAI_GEN_AI_CACHED_INPUT_TOKENS, unit="{token}",
             description="Input tokens served from the provider's cache (counted inside input).",
+            monotonic=True,
         ),
-        genai_finish_reasons=meter.create_counter(
-            names.EXAI_GEN_AI_FINISH_REASONS, unit="{call}",
-            description="Completed LLM calls by finish reason.",
+        genai_finish_reasons=PreAggregatedSum(
+            meter, names.EXAI_GEN_AI_FINISH_REASONS, unit="{call}",
+            description="Completed LLM calls by finish reason.", monotonic=True,
         ),
         db_duration=meter.create_histogram(
             names.DB_CLIENT_OPERATION_DURATION, unit="s",
