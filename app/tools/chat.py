@@ -64,13 +64,12 @@ class ChatTool:
 
     async def run(self, args: ChatArguments, ctx: CallContext) -> ToolResult:
         provider, model = self._providers.resolve(args.model)
-        span = trace.get_current_span()
-        span.set_attribute(names.GEN_AI_PROVIDER_NAME, provider.otel_name)
-        span.set_attribute(names.GEN_AI_REQUEST_MODEL, model)
-
         continuation_id = args.continuation_id or str(uuid.uuid4())
+        span = trace.get_current_span()
+        span.set_attributes({names.GEN_AI_PROVIDER_NAME: provider.otel_name,
+                             names.GEN_AI_REQUEST_MODEL: model,
+                             names.GEN_AI_CONVERSATION_ID: continuation_id})
         history = await self._history(args.continuation_id)
-        span.set_attribute(names.GEN_AI_CONVERSATION_ID, continuation_id)
 
         messages = [{"role": "system", "content": args.system_prompt}] if args.system_prompt else []
         messages += [turn.as_message() for turn in history]
