@@ -164,35 +164,17 @@ class Session:
             attributes[names.EXAI_CORRELATION_ID] = request.correlation_id[:MAX_ATTRIBUTE_LENGTH]
         span_name = f"tools/call {request.name}" if known else "tools/call"
         started = time.perf_counter()
-        error_type: str | None = None
+        error_type: str | None = "client_disconnected"  # unless an answer is made
+        # The reply is sent inside the span, before the span ends and the duration is recorded:
+        # the server's work includes writing the answer, and the client does not wait for the
+        # telemetry that follows it.
         with self._inst.tracer.start_as_current_span(
                 span_name, context=self._parent_context(request.meta), kind=SpanKind.SERVER,
                 attributes=attributes, record_exception=False,
                 set_status_on_exception=False) as span:
-            trace_id = trace_id_hex(span)
             try:
-                reply = await self._execute(request, duplicate, trace_id)
-            except ToolError as error:
-                error_type = error.error_type
-                reply = self._failure(span, request.request_id, error, trace_id)
-            except ClientCancelled:
-                error_type = "cancelled"
-                reply = self._failure(span, request.request_id, ToolError(
-                    ErrorCode.CANCELLED, "cancelled by the client", error_type="cancelled"),
-                    trace_id)
-            except asyncio.CancelledError:
-                # The connection closed or the daemon is stopping: nobody is left to answer.
-                error_type = "client_disconnected"
-                span.set_attribute(names.ERROR_TYPE, error_type)
-                span.set_status(Status(StatusCode.ERROR, "connection closed during the call"))
-                raise
-            except Exception as error:  # noqa: BLE001 - the daemon must keep serving
-                log.exception("tool %s failed unexpectedly", request.name)
-                error_type = type(error).__name__
-                span.record_exception(error)
-                reply = self._failure(span, request.request_id, ToolError(
-                    ErrorCode.INTERNAL_ERROR, "internal error; see the daemon log for this trace",
-                    error_type=error_type), trace_id)
+                reply, error_type = await self._answer(request, duplicate, span)
+                await self._send(reply)
             finally:
                 metric_attributes = {names.MCP_METHOD_NAME: "tools/call",
                                      names.GEN_AI_TOOL_NAME: tool_label}
@@ -200,7 +182,32 @@ class Session:
                     metric_attributes[names.ERROR_TYPE] = error_type
                 self._inst.operation_duration.record(time.perf_counter() - started,
                                                      metric_attributes)
-        await self._send(reply)
+
+    async def _answer(self, request: protocol.Request, duplicate: bool,
+                      span: trace.Span) -> tuple[dict[str, Any], str | None]:
+        """The ``call_tool_res`` frame for one call, and its ``error.type`` (None on success)."""
+        trace_id = trace_id_hex(span)
+        try:
+            return await self._execute(request, duplicate, trace_id), None
+        except ToolError as error:
+            return self._failure(span, request.request_id, error, trace_id), error.error_type
+        except ClientCancelled:
+            error = ToolError(ErrorCode.CANCELLED, "cancelled by the client",
+                              error_type="cancelled")
+            return self._failure(span, request.request_id, error, trace_id), error.error_type
+        except asyncio.CancelledError:
+            # The connection closed or the daemon is stopping: nobody is left to answer.
+            span.set_attribute(names.ERROR_TYPE, "client_disconnected")
+            span.set_status(Status(StatusCode.ERROR, "connection closed during the call"))
+            raise
+        except Exception as error:  # noqa: BLE001 - the daemon must keep serving
+            log.exception("tool %s failed unexpectedly", request.name)
+            error_type = type(error).__name__
+            span.record_exception(error)
+            failure = ToolError(ErrorCode.INTERNAL_ERROR,
+                                "internal error; see the daemon log for this trace",
+                                error_type=error_type)
+            return self._failure(span, request.request_id, failure, trace_id), error_type
 
     def _failure(self, span: trace.Span, request_id: str, error: ToolError,
                  trace_id: str) -> dict[str, Any]:

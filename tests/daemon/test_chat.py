@@ -66,7 +66,8 @@ async def test_correlation_id_is_kept_as_span_attribute(running, capture):
                                       "correlation_id": "legacy-uuid-1234"})
     finally:
         await client.close()
-    spans = await eventually(lambda: capture.trace(reply["trace_id"]))
+    # the SERVER span ends after the reply is sent: wait for it, not for the trace's first span
+    spans = await eventually(lambda: _by_name(capture.trace(reply["trace_id"]), "tools/call"))
     assert spans[0].attributes["exai.correlation_id"] == "legacy-uuid-1234"
 
 
