@@ -42,9 +42,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import overhead  # noqa: E402
 from overhead import (  # noqa: E402
-    EXAI, LOOPBACK, Clients, Infra, ManagedProcess, collector_binary, collector_counters,
-    free_port, port_open, redis_process, set_upstream_latency, start_collectors,
-    start_remote_write_sink, variant_process,
+    Clients, Infra, collector_binary, collector_counters, parse_env_options,
+    set_upstream_latency, start_collectors, start_redis_and_upstream, start_remote_write_sink,
+    variant_process,
 )
 
 VARIANTS = ("off", "full", "peer")
@@ -165,22 +165,15 @@ async def run(args: argparse.Namespace, log) -> dict[str, Any]:
     variants = [v for v in VARIANTS if v in args.variants.split(",")]
     workdir = Path(tempfile.mkdtemp(prefix="exai-instructions-", dir=args.workdir))
     extra_env = {v: dict(COUNTING_ENV) for v in variants}
-    for item in args.env:
-        variant, _, assignment = item.partition(":")
-        key, _, value = assignment.partition("=")
-        extra_env.setdefault(variant, {})[key] = value
+    for variant, overrides in parse_env_options(args.env).items():
+        extra_env.setdefault(variant, {}).update(overrides)
     infra = Infra(workdir, profile_dir=workdir / "callgrind", profiler="callgrind",
                   profiled=tuple(variants), extra_env=extra_env)
     infra.profile_dir.mkdir()  # type: ignore[union-attr]
     counts: dict[str, dict[str, Any]] = {}
     spans_at_start: dict[str, float] = {}
     try:
-        redis = infra.start_proc(redis_process(workdir / "redis"))
-        infra.fake_port = free_port()
-        infra.start_proc(ManagedProcess(
-            name="fake-llm", argv=[EXAI, "fake-llm", "--host", LOOPBACK, "--port",
-                                   str(infra.fake_port)],
-            log_path=workdir / "fake-llm.log", ready=lambda: port_open(infra.fake_port)))
+        redis = start_redis_and_upstream(infra)
         set_upstream_latency(infra, 0.0)
         if "full" in variants or "peer" in variants:
             start_collectors(infra, args.collector_bin or collector_binary(),

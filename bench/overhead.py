@@ -153,6 +153,27 @@ async def start_remote_write_sink(infra: Infra) -> int:
     return port
 
 
+def start_redis_and_upstream(infra: Infra) -> ManagedProcess:
+    """A real redis-server and ``exai fake-llm`` on free loopback ports; returns Redis."""
+    redis = infra.start_proc(redis_process(infra.workdir / "redis"))
+    infra.fake_port = free_port()
+    infra.start_proc(ManagedProcess(
+        name="fake-llm", argv=[EXAI, "fake-llm", "--host", LOOPBACK, "--port",
+                               str(infra.fake_port)],
+        log_path=infra.workdir / "fake-llm.log", ready=lambda: port_open(infra.fake_port)))
+    return redis
+
+
+def parse_env_options(items: list[str]) -> dict[str, dict[str, str]]:
+    """``--env VARIANT:KEY=VALUE`` options as ``{variant: {key: value}}``."""
+    extra_env: dict[str, dict[str, str]] = {}
+    for item in items:
+        variant, _, assignment = item.partition(":")
+        key, _, value = assignment.partition("=")
+        extra_env.setdefault(variant, {})[key] = value
+    return extra_env
+
+
 def start_collectors(infra: Infra, binary: str, remote_write_port: int) -> None:
     sink_grpc, sink_http = free_port(), free_port()
     infra.start_proc(ManagedProcess(
@@ -570,24 +591,15 @@ async def run(args: argparse.Namespace, profile: Profile, log) -> dict[str, Any]
     variants = [v for v in VARIANTS if v in args.variants.split(",")]
     points = {p: POINTS[p] for p in args.points.split(",")}
     workdir = Path(tempfile.mkdtemp(prefix="exai-bench-", dir=args.workdir))
-    extra_env: dict[str, dict[str, str]] = {}
-    for item in args.env:
-        variant, _, assignment = item.partition(":")
-        key, _, value = assignment.partition("=")
-        extra_env.setdefault(variant, {})[key] = value
-    infra = Infra(workdir, profile_dir=args.profile, profiler=args.profiler, extra_env=extra_env)
+    infra = Infra(workdir, profile_dir=args.profile, profiler=args.profiler,
+                  extra_env=parse_env_options(args.env))
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {}
     clients: dict[str, Clients] = {}
     started = time.monotonic()
     try:
-        redis = infra.start_proc(redis_process(workdir / "redis"))
-        infra.fake_port = free_port()
-        infra.start_proc(ManagedProcess(
-            name="fake-llm", argv=[EXAI, "fake-llm", "--host", LOOPBACK, "--port",
-                                   str(infra.fake_port)],
-            log_path=workdir / "fake-llm.log", ready=lambda: port_open(infra.fake_port)))
+        redis = start_redis_and_upstream(infra)
         if "full" in variants or "peer" in variants:
             start_collectors(infra, args.collector_bin or collector_binary(),
                              await start_remote_write_sink(infra))
