@@ -123,7 +123,11 @@ async def count_variant(infra: Infra, variant: str, redis_url: str,
                           - spans_at_start[transport])
         spans_per_call = lifetime_spans / clients.total_calls
         exported = spans_after - spans_before
-        per_span = others / exported if exported else 0.0
+        if not exported:
+            raise RuntimeError(f"{variant}: no batch was exported while counting; count more "
+                               f"calls (--calls) or export smaller batches "
+                               f"(--env {variant}:OTEL_BSP_MAX_EXPORT_BATCH_SIZE=N)")
+        per_span = others / exported
         result.update({
             "spans_exported_in_window": int(exported),
             "spans_per_call": round(spans_per_call, 3),
