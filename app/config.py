@@ -7,10 +7,21 @@ the OpenTelemetry SDK reads itself, so none of them appear here.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+MIB = 1024 * 1024
+
+
+def default_token_file() -> Path:
+    """Where a generated WebSocket token is kept: ``$XDG_CONFIG_HOME/exai/ws-token``, i.e.
+    ``~/.config/exai/ws-token``, readable by the user alone."""
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "exai" / "ws-token"
 
 
 class Settings(BaseSettings):
@@ -22,16 +33,30 @@ class Settings(BaseSettings):
     ws_host: str = Field("127.0.0.1", alias="EXAI_WS_HOST")
     ws_port: int = Field(8079, alias="EXAI_WS_PORT")
     ws_token: SecretStr = Field(SecretStr(""), alias="EXAI_WS_TOKEN")
+    # Where the token is generated and kept when EXAI_WS_TOKEN is empty (default_token_file()).
+    ws_token_file: str = Field("", alias="EXAI_WS_TOKEN_FILE")
+    # The explicit opt-out: no token at all (loopback only, loudly logged).
+    ws_auth_disabled: bool = Field(False, alias="EXAI_WS_AUTH_DISABLED")
     ws_allow_insecure_public: bool = Field(False, alias="EXAI_WS_ALLOW_INSECURE_PUBLIC")
-    ws_max_bytes: int = Field(32 * 1024 * 1024, alias="EXAI_WS_MAX_BYTES")
+    # Browser pages: an upgrade carrying an Origin not listed here is refused with 403.
+    ws_allowed_origins: str = Field("", alias="EXAI_WS_ALLOWED_ORIGINS")
+    # Extra Host names accepted besides loopback names and EXAI_WS_HOST (DNS rebinding).
+    ws_allowed_hosts: str = Field("", alias="EXAI_WS_ALLOWED_HOSTS")
+    ws_max_bytes: int = Field(4 * MIB, alias="EXAI_WS_MAX_BYTES")
     ws_ping_interval: float = Field(30.0, alias="EXAI_WS_PING_INTERVAL")
     ws_ping_timeout: float = Field(10.0, alias="EXAI_WS_PING_TIMEOUT")
     ws_hello_timeout: float = Field(15.0, alias="EXAI_WS_HELLO_TIMEOUT")
+    ws_idle_timeout_secs: float = Field(600.0, alias="EXAI_WS_IDLE_TIMEOUT_SECS", gt=0)
+    # A reply the client does not read within this closes the session (it is not reading).
+    ws_send_timeout_secs: float = Field(30.0, alias="EXAI_WS_SEND_TIMEOUT_SECS", gt=0)
     max_connections: int = Field(1000, alias="EXAI_MAX_CONNECTIONS")
     max_connections_per_client: int = Field(10, alias="EXAI_MAX_CONNECTIONS_PER_CLIENT")
 
     # Concurrency, waiting and rate limits
     session_max_inflight: int = Field(8, alias="EXAI_WS_SESSION_MAX_INFLIGHT")
+    # Frames (and their bytes) one session may have in processing; past either, it stops reading.
+    session_max_pending_frames: int = Field(64, alias="EXAI_WS_SESSION_MAX_PENDING_FRAMES")
+    session_max_pending_bytes: int = Field(8 * MIB, alias="EXAI_WS_SESSION_MAX_PENDING_BYTES")
     global_max_inflight: int = Field(24, alias="EXAI_WS_GLOBAL_MAX_INFLIGHT")
     kimi_max_inflight: int = Field(6, alias="EXAI_KIMI_MAX_INFLIGHT")
     glm_max_inflight: int = Field(4, alias="EXAI_GLM_MAX_INFLIGHT")
@@ -47,6 +72,8 @@ class Settings(BaseSettings):
     glm_api_key: SecretStr = Field(SecretStr(""), alias="GLM_API_KEY")
     glm_api_url: str = Field("https://api.z.ai/api/paas/v4", alias="GLM_API_URL")
     provider_timeout_secs: float = Field(60.0, alias="EXAI_PROVIDER_TIMEOUT_SECS")
+    # An answer (or error body) larger than this is refused and its connection closed.
+    provider_max_response_bytes: int = Field(8 * MIB, alias="EXAI_PROVIDER_MAX_RESPONSE_BYTES")
     provider_max_retries: int = Field(3, alias="EXAI_PROVIDER_MAX_RETRIES")
     provider_retry_base_secs: float = Field(0.5, alias="EXAI_PROVIDER_RETRY_BASE_SECS")
     provider_retry_max_secs: float = Field(20.0, alias="EXAI_PROVIDER_RETRY_MAX_SECS")
@@ -58,6 +85,11 @@ class Settings(BaseSettings):
     redis_retry_secs: float = Field(5.0, alias="EXAI_REDIS_RETRY_SECS")
     conversation_timeout_hours: float = Field(3.0, alias="CONVERSATION_TIMEOUT_HOURS")
     max_conversation_turns: int = Field(20, alias="MAX_CONVERSATION_TURNS")
+    # What a thread keeps of one turn's text; longer turns are stored cut, with a marker.
+    max_turn_chars: int = Field(100_000, alias="EXAI_THREAD_MAX_TURN_CHARS")
+
+    # Stopping: one deadline for everything (calls, sessions, telemetry), inside Docker's 10 s.
+    shutdown_timeout_secs: float = Field(8.0, alias="EXAI_SHUTDOWN_TIMEOUT_SECS", gt=0)
 
     # Supabase persistence
     supabase_url: str = Field("", alias="SUPABASE_URL")
@@ -69,7 +101,9 @@ class Settings(BaseSettings):
 
     @field_validator("ws_max_bytes", "max_connections", "max_connections_per_client",
                      "session_max_inflight", "global_max_inflight", "kimi_max_inflight",
-                     "glm_max_inflight", "rate_limit_burst", "max_conversation_turns")
+                     "glm_max_inflight", "rate_limit_burst", "max_conversation_turns",
+                     "session_max_pending_frames", "session_max_pending_bytes",
+                     "provider_max_response_bytes", "max_turn_chars")
     @classmethod
     def _positive(cls, value: int) -> int:
         if value < 1:
@@ -81,6 +115,18 @@ class Settings(BaseSettings):
         return bool(self.ws_token.get_secret_value())
 
     @property
+    def token_file(self) -> Path:
+        return Path(self.ws_token_file).expanduser() if self.ws_token_file else default_token_file()
+
+    @property
+    def allowed_origins(self) -> frozenset[str]:
+        return _comma_set(self.ws_allowed_origins)
+
+    @property
+    def allowed_hosts(self) -> frozenset[str]:
+        return _comma_set(self.ws_allowed_hosts)
+
+    @property
     def conversation_ttl_secs(self) -> int:
         return max(1, int(self.conversation_timeout_hours * 3600))
 
@@ -90,3 +136,7 @@ class Settings(BaseSettings):
             return None
         return (f"EXAI_WS_TOKEN is empty and EXAI_WS_HOST={self.ws_host} is not loopback; set a "
                 "token or EXAI_WS_ALLOW_INSECURE_PUBLIC=true")
+
+
+def _comma_set(value: str) -> frozenset[str]:
+    return frozenset(item.strip().lower().rstrip("/") for item in value.split(",") if item.strip())
