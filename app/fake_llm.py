@@ -9,12 +9,21 @@ numbers derived from the prompt's length. Models named ``kimi*``/``moonshot*`` g
 The answer is deterministic for a given prompt and never quotes it, so a test can check that no
 prompt text leaked anywhere. Faults and delays are set at start (``FakeLLMConfig``) or at run time:
 
-- ``POST /_fake/faults``  ``{"status": 429|500|503, "count": N, "retry_after": secs}``:
-  the next N completions fail that way;
-- ``POST /_fake/config``  ``{"latency_ms", "ttft_ms", "chunk_delay_ms", "error_rate"}``;
-- ``GET  /_fake/stats``   counts of requests received, completed, failed, streams aborted by the
-  client (how a test proves a cancel reached the upstream), and faults still queued;
-- ``POST /_fake/reset``   zero the counts and drop queued faults.
+- ``POST /_fake/faults``  ``{"status": 429|500|503, "count": N, "retry_after": secs,
+  "echo_key": false}``: the next N completions fail that way; with ``"echo_key": true`` the error
+  body's ``error.code`` is the request's bearer token, as a careless gateway would echo it;
+- ``POST /_fake/config``  ``{"latency_ms", "ttft_ms", "chunk_delay_ms", "error_rate",
+  "answer_bytes", "raw_separator_text"}``;
+- ``GET  /_fake/stats``   counts of requests received, completed, failed, answers written in
+  pieces (every stream, and JSON answers padded by ``answer_bytes``) and how many of those the
+  client abandoned (how a test proves a cancel or a refusal reached the upstream), and faults
+  still queued;
+- ``POST /_fake/reset``   zero the counts and drop queued faults (the config is kept).
+
+Hostile answers, for proving the daemon's bounds: ``answer_bytes`` pads the answer's text to about
+that many bytes with filler, made while it is sent (many SSE chunks, or a JSON body written in
+pieces), so the fake never holds a large answer; ``raw_separator_text`` adds raw U+2028, U+2029
+and U+0085 (unescaped, as JSON allows) to the answer's text (``SEPARATOR_TEXT``).
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ import json
 import random
 import time
 from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -35,6 +45,10 @@ _WORDS = ("signal", "river", "lantern", "orbit", "quartz", "meadow", "cobalt", "
           "tundra", "velvet", "prism", "summit", "delta", "willow", "falcon", "cipher", "dune")
 _ANSWER_WORDS = 24
 _CHUNK_WORDS = 4
+# Raw separators that str.splitlines() breaks on but SSE and JSON do not: an answer may hold them.
+SEPARATOR_TEXT = " one\u2028two\u2029three\u0085four"
+_FILLER = "filler " * 2340  # about 16 KiB: one streamed piece of a padded answer
+_CONTENT_SLOT = "\x00content\x00"  # where the content goes in a JSON body written in pieces
 
 
 @dataclass
@@ -46,6 +60,8 @@ class FakeLLMConfig:
     chunk_delay_ms: float = 0.0  # streaming: between chunks
     error_rate: float = 0.0  # random 500s, or 429s with Retry-After
     retry_after_secs: float = 1.0  # Retry-After sent with random 429s
+    answer_bytes: int = 0  # pad the answer's text to about this many bytes (0: no padding)
+    raw_separator_text: bool = False  # add raw U+2028, U+2029 and U+0085 to the answer's text
     seed: int | None = None
 
 
@@ -64,6 +80,7 @@ class _Fault:
     status: int
     remaining: int
     retry_after: float | None
+    echo_key: bool = False
 
 
 @dataclass
@@ -113,13 +130,43 @@ def is_kimi(model: str) -> bool:
     return model.lower().startswith(("kimi", "moonshot"))
 
 
+def content_pieces(words: list[str], answer_bytes: int = 0,
+                   raw_separators: bool = False) -> Iterator[str]:
+    """The answer's text in the pieces it is streamed in: the words a few at a time, then
+    ``SEPARATOR_TEXT`` if asked, then filler until about ``answer_bytes`` bytes were made.
+    Lazy, so a padded answer is made while it is sent and never held whole."""
+    pieces = [" ".join(words[i:i + _CHUNK_WORDS]) + " " for i in range(0, len(words), _CHUNK_WORDS)]
+    if pieces:
+        pieces[-1] = pieces[-1].rstrip()
+    if raw_separators:
+        pieces.append(SEPARATOR_TEXT)
+    made = 0
+    for piece in pieces:
+        made += len(piece.encode())
+        yield piece
+    while made < answer_bytes:
+        piece = _FILLER[:answer_bytes - made]
+        made += len(piece)
+        yield piece
+
+
+def completion_body(envelope: dict[str, Any], pieces: Iterable[str]) -> Iterator[bytes]:
+    """A JSON body in pieces: ``envelope`` with its ``_CONTENT_SLOT`` string replaced by the
+    concatenated ``pieces``, each encoded as it comes (raw non-ASCII, as JSON allows)."""
+    head, tail = json.dumps(envelope, ensure_ascii=False).split(json.dumps(_CONTENT_SLOT), 1)
+    yield (head + '"').encode()
+    for piece in pieces:
+        yield json.dumps(piece, ensure_ascii=False)[1:-1].encode()
+    yield ('"' + tail).encode()
+
+
 # --- HTTP handlers ---------------------------------------------------------------------------
 
 async def _completions(request: web.Request) -> web.StreamResponse:
     state = request.app[_STATE]
     state.stats.received += 1
-    if not request.headers.get("Authorization", "").startswith("Bearer ") or \
-            not request.headers["Authorization"][7:].strip():
+    token = _bearer_token(request)
+    if not token:
         state.stats.unauthorized += 1
         state.stats.failed += 1
         return _error(401, "invalid_authentication_error", "missing or malformed bearer token")
@@ -139,67 +186,75 @@ async def _completions(request: web.Request) -> web.StreamResponse:
     fault = _next_fault(state)
     if fault is not None:
         state.stats.failed += 1
-        status, retry_after = fault
-        headers = {"Retry-After": _format_secs(retry_after)} if retry_after is not None else {}
-        kind = "rate_limit_reached_error" if status == 429 else "server_error"
-        return _error(status, kind, "simulated failure", headers)
+        headers = ({"Retry-After": _format_secs(fault.retry_after)}
+                   if fault.retry_after is not None else {})
+        kind = "rate_limit_reached_error" if fault.status == 429 else "server_error"
+        return _error(fault.status, kind, "simulated failure", headers,
+                      code=token if fault.echo_key else None)
 
     max_tokens = body.get("max_tokens")
     words, finish = answer_for(messages, max_tokens if isinstance(max_tokens, int) else None)
     usage = usage_for(model, messages, output_tokens=len(words))
     state.ids += 1
     response_id = f"chatcmpl-fake-{state.ids}"
+    pieces = content_pieces(words, config.answer_bytes, config.raw_separator_text)
     if body.get("stream"):
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        return await _stream(request, state, model, response_id, words, finish, usage,
-                             include_usage)
-    state.stats.completed += 1
-    return web.json_response({
+        events = _sse_events(config, model, response_id, pieces, finish, usage, include_usage)
+        return await _send_in_pieces(request, state, "text/event-stream", events)
+    json_body = completion_body({
         "id": response_id, "object": "chat.completion", "created": int(time.time()),
         "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": " ".join(words)},
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": _CONTENT_SLOT},
                      "finish_reason": finish}],
         "usage": usage,
-    })
+    }, pieces)
+    if config.answer_bytes > 0:
+        return await _send_in_pieces(request, state, "application/json", _aiter(json_body))
+    state.stats.completed += 1  # an ordinary answer keeps its Content-Length
+    return web.Response(body=b"".join(json_body), content_type="application/json")
 
 
-async def _stream(request: web.Request, state: _State, model: str, response_id: str,
-                  words: list[str], finish: str, usage: dict[str, Any],
-                  include_usage: bool) -> web.StreamResponse:
-    config = state.config
-    response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
-                                           "Cache-Control": "no-cache"})
-    await response.prepare(request)
-    state.stats.streams_started += 1
+async def _sse_events(config: FakeLLMConfig, model: str, response_id: str, pieces: Iterable[str],
+                      finish: str, usage: dict[str, Any],
+                      include_usage: bool) -> AsyncIterator[bytes]:
+    """The SSE events of one answer, with the configured delays between them."""
     created = int(time.time())
 
     def event(choices: list[dict[str, Any]], **extra: Any) -> bytes:
         chunk = {"id": response_id, "object": "chat.completion.chunk", "created": created,
                  "model": model, "choices": choices, **extra}
-        return f"data: {json.dumps(chunk)}\n\n".encode()
+        return f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n".encode()
 
-    pieces = [" ".join(words[i:i + _CHUNK_WORDS]) + " " for i in range(0, len(words), _CHUNK_WORDS)]
-    if pieces:
-        pieces[-1] = pieces[-1].rstrip()
+    if config.ttft_ms > 0:
+        await asyncio.sleep(config.ttft_ms / 1000)
+    yield event([{"index": 0, "delta": {"role": "assistant", "content": ""},
+                  "finish_reason": None}])
+    for piece in pieces:
+        if config.chunk_delay_ms > 0:
+            await asyncio.sleep(config.chunk_delay_ms / 1000)
+        yield event([{"index": 0, "delta": {"content": piece}, "finish_reason": None}])
+    last: dict[str, Any] = {"index": 0, "delta": {}, "finish_reason": finish}
+    if is_kimi(model):
+        last["usage"] = usage  # Kimi's dialect, sent whether asked or not
+        yield event([last])
+    else:
+        yield event([last])
+        if include_usage:
+            yield event([], usage=usage)
+    yield b"data: [DONE]\n\n"
+
+
+async def _send_in_pieces(request: web.Request, state: _State, content_type: str,
+                          pieces: AsyncIterator[bytes]) -> web.StreamResponse:
+    """Write an answer piece by piece, counting it as abandoned if the client goes away."""
+    response = web.StreamResponse(headers={"Content-Type": content_type,
+                                           "Cache-Control": "no-cache"})
+    await response.prepare(request)
+    state.stats.streams_started += 1
     try:
-        if config.ttft_ms > 0:
-            await asyncio.sleep(config.ttft_ms / 1000)
-        await response.write(event([{"index": 0, "delta": {"role": "assistant", "content": ""},
-                                     "finish_reason": None}]))
-        for piece in pieces:
-            if config.chunk_delay_ms > 0:
-                await asyncio.sleep(config.chunk_delay_ms / 1000)
-            await response.write(event([{"index": 0, "delta": {"content": piece},
-                                         "finish_reason": None}]))
-        last: dict[str, Any] = {"index": 0, "delta": {}, "finish_reason": finish}
-        if is_kimi(model):
-            last["usage"] = usage  # Kimi's dialect, sent whether asked or not
-            await response.write(event([last]))
-        else:
-            await response.write(event([last]))
-            if include_usage:
-                await response.write(event([], usage=usage))
-        await response.write(b"data: [DONE]\n\n")
+        async for piece in pieces:
+            await response.write(piece)
         await response.write_eof()
     except (ConnectionError, asyncio.CancelledError):
         # ClientConnectionResetError is a ConnectionResetError: the client closed the stream.
@@ -207,6 +262,11 @@ async def _stream(request: web.Request, state: _State, model: str, response_id: 
         raise
     state.stats.completed += 1
     return response
+
+
+async def _aiter(items: Iterable[bytes]) -> AsyncIterator[bytes]:
+    for item in items:
+        yield item
 
 
 async def _set_faults(request: web.Request) -> web.Response:
@@ -217,11 +277,13 @@ async def _set_faults(request: web.Request) -> web.Response:
         count = int(body.get("count", 1))
         retry_after = body.get("retry_after")
         retry_after = None if retry_after is None else float(retry_after)
+        echo_key = _strict_bool(body.get("echo_key", False))
     except (ValueError, KeyError, TypeError):
-        return _error(400, "invalid_request_error", 'expected {"status", "count", "retry_after"}')
+        return _error(400, "invalid_request_error",
+                      'expected {"status", "count", "retry_after", "echo_key"}')
     if not 400 <= status <= 599 or count < 1:
         return _error(400, "invalid_request_error", "status must be 4xx/5xx and count >= 1")
-    state.faults.append(_Fault(status, count, retry_after))
+    state.faults.append(_Fault(status, count, retry_after, echo_key))
     return web.json_response({"queued": sum(f.remaining for f in state.faults)})
 
 
@@ -229,10 +291,12 @@ async def _set_config(request: web.Request) -> web.Response:
     state = request.app[_STATE]
     try:
         body = await request.json()
-        known = {f.name for f in fields(FakeLLMConfig)} - {"seed"}
-        updates = {k: float(v) for k, v in body.items() if k in known}
+        known = {f.name: _CONVERTERS[str(f.type)] for f in fields(FakeLLMConfig)
+                 if f.name != "seed"}
+        updates = {k: known[k](v) for k, v in body.items() if k in known}
     except (ValueError, TypeError, AttributeError):
-        return _error(400, "invalid_request_error", "expected a JSON object of numbers")
+        return _error(400, "invalid_request_error",
+                      "expected a JSON object of numbers and booleans")
     for name, value in updates.items():
         setattr(state.config, name, value)
     return web.json_response(asdict(state.config))
@@ -257,26 +321,44 @@ async def _route(request: web.Request) -> web.StreamResponse:
     return _error(404, "not_found", "the fake serves POST .../chat/completions only")
 
 
-def _next_fault(state: _State) -> tuple[int, float | None] | None:
+def _next_fault(state: _State) -> _Fault | None:
     while state.faults:
         fault = state.faults[0]
         if fault.remaining > 0:
             fault.remaining -= 1
             if fault.remaining == 0:
                 state.faults.popleft()
-            return fault.status, fault.retry_after
+            return fault
         state.faults.popleft()
     if state.config.error_rate > 0 and state.rng.random() < state.config.error_rate:
         if state.rng.random() < 0.5:
-            return 429, state.config.retry_after_secs
-        return 500, None
+            return _Fault(429, 1, state.config.retry_after_secs)
+        return _Fault(500, 1, None)
     return None
 
 
-def _error(status: int, kind: str, message: str,
-           headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response({"error": {"type": kind, "message": message}}, status=status,
-                             headers=headers)
+def _bearer_token(request: web.Request) -> str:
+    """The request's bearer token, or "" when there is none."""
+    auth = request.headers.get("Authorization", "")
+    return auth[7:].strip() if auth.startswith("Bearer ") else ""
+
+
+def _strict_bool(value: Any) -> bool:
+    """A JSON boolean; anything else (``"false"``, 0) is refused rather than guessed at."""
+    if not isinstance(value, bool):
+        raise TypeError("expected true or false")
+    return value
+
+
+_CONVERTERS: dict[str, Callable[[Any], Any]] = {"float": float, "int": int, "bool": _strict_bool}
+
+
+def _error(status: int, kind: str, message: str, headers: dict[str, str] | None = None, *,
+           code: str | None = None) -> web.Response:
+    error: dict[str, Any] = {"type": kind, "message": message}
+    if code is not None:
+        error["code"] = code
+    return web.json_response({"error": error}, status=status, headers=headers)
 
 
 def _format_secs(secs: float) -> str:

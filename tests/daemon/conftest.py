@@ -127,7 +127,8 @@ class FakeUpstream:
     async def reset(self) -> None:
         await self.control("reset", {})
         await self.control("config", {"latency_ms": 0, "ttft_ms": 0, "chunk_delay_ms": 0,
-                                      "error_rate": 0})
+                                      "error_rate": 0, "answer_bytes": 0,
+                                      "raw_separator_text": False})
 
 
 @pytest.fixture(scope="package")

@@ -40,11 +40,13 @@ class FakeUpstream:
     async def stats(self) -> dict[str, int]:
         return await self._control("GET", "/_fake/stats")
 
-    async def fault(self, status: int, count: int = 1, retry_after: float | None = None) -> None:
-        await self._control("POST", "/_fake/faults",
-                            {"status": status, "count": count, "retry_after": retry_after})
+    async def fault(self, status: int, count: int = 1, retry_after: float | None = None,
+                    echo_key: bool = False) -> None:
+        await self._control("POST", "/_fake/faults", {"status": status, "count": count,
+                                                      "retry_after": retry_after,
+                                                      "echo_key": echo_key})
 
-    async def configure(self, **changes: float) -> None:
+    async def configure(self, **changes: float | bool) -> None:
         await self._control("POST", "/_fake/config", changes)
 
     async def wait_for(self, stat: str, value: int, timeout: float = 5.0) -> dict[str, int]:

@@ -7,7 +7,7 @@ import json
 import httpx
 import pytest
 
-from app.fake_llm import answer_for
+from app.fake_llm import SEPARATOR_TEXT, answer_for, content_pieces
 
 from .conftest import FakeUpstream
 
@@ -121,3 +121,72 @@ async def test_tiny_max_tokens_gives_length(fake: FakeUpstream) -> None:
     body = response.json()
     assert body["choices"][0]["finish_reason"] == "length"
     assert body["usage"]["completion_tokens"] == 2
+
+
+async def _raw(fake: FakeUpstream, body: dict) -> httpx.Response:
+    async with httpx.AsyncClient() as client:
+        return await client.post(fake.url("/v1/chat/completions"), json=body, headers=AUTH)
+
+
+def _sse_payloads(raw: bytes) -> list[dict | str]:
+    """The events of a body the fake wrote (its events are one ``data:`` line each)."""
+    payloads = [block.removeprefix(b"data: ").decode() for block in raw.split(b"\n\n") if block]
+    return [p if p == "[DONE]" else json.loads(p) for p in payloads]
+
+
+def _streamed_text(events: list[dict | str]) -> str:
+    return "".join(e["choices"][0]["delta"].get("content", "") for e in events
+                   if isinstance(e, dict) and e["choices"])
+
+
+async def test_answer_bytes_pads_json_and_sse_answers_written_in_pieces(fake: FakeUpstream) -> None:
+    await fake.configure(answer_bytes=1_000_000)
+    response = await _raw(fake, BODY)
+    assert "content-length" not in response.headers  # written in pieces, not built whole
+    text = response.json()["choices"][0]["message"]["content"]
+    assert text.startswith(" ".join(answer_for(BODY["messages"], None)[0]))
+    assert 1_000_000 <= len(text.encode()) < 1_000_000 + 100
+
+    events = _sse_payloads((await _raw(fake, {**BODY, "stream": True})).content)
+    assert events[-1] == "[DONE]" and len(events) > 60
+    assert 1_000_000 <= len(_streamed_text(events).encode()) < 1_000_000 + 100
+    stats = await fake.stats()
+    assert (stats["streams_started"], stats["completed"], stats["streams_aborted"]) == (2, 2, 0)
+
+
+def test_padding_is_made_lazily() -> None:
+    pieces = content_pieces(["a", "b"], answer_bytes=10**12)
+    assert [next(pieces) for _ in range(3)][0] == "a b"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_raw_separator_text_is_sent_unescaped(fake: FakeUpstream, stream: bool) -> None:
+    await fake.configure(raw_separator_text=True)
+    response = await _raw(fake, {**BODY, "stream": stream})
+    for char in ("\u2028", "\u2029", "\u0085"):
+        assert char.encode() in response.content
+    expected = "".join(content_pieces(answer_for(BODY["messages"], None)[0], 0, True))
+    assert expected.endswith(SEPARATOR_TEXT)
+    if stream:
+        assert _streamed_text(_sse_payloads(response.content)) == expected
+    else:
+        assert response.json()["choices"][0]["message"]["content"] == expected
+
+
+async def test_echo_key_fault_puts_the_bearer_token_in_the_error_code(fake: FakeUpstream) -> None:
+    await fake.fault(401, echo_key=True)
+    echoed = await _raw(fake, BODY)
+    await fake.fault(401)
+    plain = await _raw(fake, BODY)
+    assert echoed.status_code == 401 and echoed.json()["error"]["code"] == "test-key"
+    assert "code" not in plain.json()["error"]
+
+
+@pytest.mark.parametrize("path, body", [("/_fake/config", {"raw_separator_text": "false"}),
+                                        ("/_fake/config", {"answer_bytes": "many"}),
+                                        ("/_fake/faults", {"status": 500, "echo_key": 1})])
+async def test_control_values_of_the_wrong_type_are_refused(fake: FakeUpstream, path: str,
+                                                            body: dict) -> None:
+    async with httpx.AsyncClient() as client:
+        response = await client.post(fake.url(path), json=body)
+    assert response.status_code == 400
