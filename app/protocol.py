@@ -12,11 +12,15 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from otel.redaction import has_lone_surrogate
+
 from .errors import ErrorCode
 
 SESSION_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{3,64}$")
 MAX_REQUEST_ID_LENGTH = 128
 REQUEST_OPS = frozenset({"list_tools", "call_tool", "ping", "cancel"})
+# A JSON escape of a code point in U+D800-U+DFFF: the only way a frame can hold a surrogate.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 # Close codes of the handshake.
 CLOSE_NOT_JSON = 4000
@@ -37,14 +41,53 @@ class FrameError(Exception):
 
 
 def parse_json_object(text: str) -> dict[str, Any]:
-    """Decode one frame; anything but a JSON object is an ``INVALID_REQUEST``."""
+    """Decode one frame; anything but a JSON object is an ``INVALID_REQUEST``.
+
+    Legal JSON the daemon cannot pass on is a ``VALIDATION_ERROR``: a number past Python's
+    int/str digit limit, and a lone surrogate (``"\\udc00"``), which no UTF-8 encoder takes, so
+    echoing it would kill the reply and logging it would make the exporter drop its whole batch.
+    """
     try:
         value = json.loads(text)
     except (json.JSONDecodeError, RecursionError):
         raise FrameError(ErrorCode.INVALID_REQUEST, "frame is not valid JSON") from None
+    except ValueError:  # int max str digits: json raises it for a 4,301-digit literal
+        raise FrameError(ErrorCode.VALIDATION_ERROR,
+                         "frame has a number with too many digits") from None
     if not isinstance(value, dict):
         raise FrameError(ErrorCode.INVALID_REQUEST, "frame must be a JSON object")
+    # Only an escape can put a surrogate in: the socket already refused invalid UTF-8.
+    if _SURROGATE_ESCAPE.search(text) and _holds_lone_surrogate(value):
+        raise FrameError(ErrorCode.VALIDATION_ERROR,
+                         "frame holds a lone UTF-16 surrogate (\\ud800-\\udfff), which is not "
+                         "text", _echoable_request_id(value))
     return value
+
+
+def _holds_lone_surrogate(value: Any) -> bool:
+    """True when any string of decoded JSON, key or value, holds a lone surrogate. Iterative:
+    a frame nested as deep as the decoder allows must not overflow the stack here."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if has_lone_surrogate(item):
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item)
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
+
+
+def _echoable_request_id(frame: dict[str, Any]) -> str | None:
+    """The frame's request id when it is itself valid text, so the client can match the error."""
+    try:
+        request_id = _request_id(frame)
+    except FrameError:
+        return None
+    return None if request_id is None or has_lone_surrogate(request_id) else request_id
 
 
 @dataclass(frozen=True)
@@ -84,7 +127,8 @@ class Request:
 
 
 def _request_id(frame: dict[str, Any]) -> str | None:
-    """``request_id``, or the legacy ``id``; integers are accepted as their decimal string."""
+    """``request_id``, or the legacy ``id``; integers are accepted as their decimal string, so
+    they obey the same length cap."""
     raw = frame.get("request_id", frame.get("id"))
     if raw is None:
         return None

@@ -1,0 +1,166 @@
+"""Frames that are legal JSON but poison what comes after: lone surrogates (text no UTF-8 encoder
+takes), numbers too long for Python's int, control characters meant to forge console lines.
+
+Each is answered with an error frame on a session that stays usable, and costs neither this
+session nor any other its replies or telemetry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import pytest
+from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from .conftest import TOKEN, eventually
+
+LONE = "\udc00"
+HUGE = "9" * 5000  # past Python's 4300-digit limit for int <-> str
+
+
+async def _raw_session(url: str):
+    ws = await connect(url)
+    await ws.send(json.dumps({"op": "hello", "token": TOKEN}))
+    assert json.loads(await ws.recv())["ok"] is True
+    return ws
+
+
+async def _exchange(ws, payload: str) -> dict:
+    await ws.send(payload)
+    return json.loads(await asyncio.wait_for(ws.recv(), 5))
+
+
+async def _still_usable(ws) -> None:
+    reply = await _exchange(ws, json.dumps({"op": "ping", "request_id": "alive"}))
+    assert reply == {"op": "pong", "request_id": "alive"}
+
+
+def _call(request_id: str, **fields) -> dict:
+    return {"op": "call_tool", "request_id": request_id, "name": "chat",
+            "arguments": {"prompt": "hi"}, **fields}
+
+
+# json.dumps writes a lone surrogate as its \u escape: legal JSON, as a client would send it.
+@pytest.mark.parametrize("frame, echoed", [
+    ({"op": "ping", "request_id": f"a{LONE}"}, None),
+    ({"op": "ping", "id": "\ud800"}, None),
+    ({"op": f"pi{LONE}ng", "request_id": "r1"}, "r1"),
+    ({"op": "call_tool", "request_id": "r2", "name": f"ch{LONE}at"}, "r2"),
+    (_call("r3", correlation_id=LONE), "r3"),
+    (_call("r4", arguments={"prompt": f"hello {LONE}"}), "r4"),
+    (_call("r5", arguments={"prompt": "hi", LONE: 1}), "r5"),
+    (_call("r6", _meta={"traceparent": [LONE]}), "r6"),
+], ids=["request_id", "id", "op", "name", "correlation_id", "prompt", "key", "meta"])
+async def test_lone_surrogate_anywhere_is_a_validation_error_and_the_session_lives(
+        running, frame, echoed):
+    ws = await _raw_session(running.url)
+    try:
+        reply = await _exchange(ws, json.dumps(frame))
+        assert reply["op"] == "error" and reply["error"]["code"] == "VALIDATION_ERROR", reply
+        assert reply.get("request_id") == echoed  # a poisonous id is never echoed
+        await _still_usable(ws)
+    finally:
+        await ws.close()
+
+
+@pytest.mark.parametrize("raw_id, decoded", [
+    ("\\ud83d\\ude00", "\U0001f600"),  # a valid pair is one astral code point
+    ("\\\\udc00", "\\udc00"),          # an escaped backslash, then plain letters
+])
+async def test_surrogate_pairs_and_lookalikes_are_accepted(running, raw_id, decoded):
+    ws = await _raw_session(running.url)
+    try:
+        reply = await _exchange(ws, '{"op": "ping", "request_id": "%s"}' % raw_id)
+        assert reply == {"op": "pong", "request_id": decoded}
+    finally:
+        await ws.close()
+
+
+async def test_upper_case_surrogate_escape_is_caught_too(running):
+    ws = await _raw_session(running.url)
+    try:
+        reply = await _exchange(ws, '{"op": "ping", "request_id": "\\uDC00"}')
+        assert reply["error"]["code"] == "VALIDATION_ERROR" and "request_id" not in reply
+        await _still_usable(ws)
+    finally:
+        await ws.close()
+
+
+async def test_a_poisonous_frame_costs_nobody_their_telemetry(running, capture):
+    """The OTLP encoders run over the whole batch: one unencodable string would drop it all."""
+    ws = await _raw_session(running.url)
+    other = await _raw_session(running.url)
+    try:
+        for socket, request_id in ((ws, "before-1"), (other, "other-1")):
+            reply = await _exchange(socket, json.dumps(
+                {"op": "call_tool", "request_id": request_id, "name": "no-such-tool"}))
+            assert reply["error"]["code"] == "TOOL_NOT_FOUND"
+        for poison in ({"op": "call_tool", "request_id": LONE, "name": "no-such-tool"},
+                       {"op": "call_tool", "request_id": "p2", "name": f"no-such{LONE}"}):
+            assert (await _exchange(ws, json.dumps(poison)))["op"] == "error"
+        reply = await _exchange(ws, json.dumps(
+            {"op": "call_tool", "request_id": "after-1", "name": "no-such-tool"}))
+        assert reply["error"]["code"] == "TOOL_NOT_FOUND"
+    finally:
+        await ws.close()
+        await other.close()
+
+    def bodies() -> list[str]:
+        return [str(record.log_record.body) for record in capture.logs()]
+
+    await eventually(lambda: any("after-1" in body for body in bodies()))
+    encode_logs(capture.logs()).SerializeToString()
+    encode_spans(capture.spans()).SerializeToString()
+    for request_id in ("before-1", "other-1", "after-1"):
+        assert any(request_id in body for body in bodies()), request_id
+
+
+@pytest.mark.parametrize("payload", [
+    '{"op": "ping", "request_id": %s}' % HUGE,
+    json.dumps(_call("r1", arguments={"prompt": "hi"})).replace('"hi"', '"hi", "max_tokens": '
+                                                                 + HUGE),
+    '{"op": "ping", "request_id": %s}' % ("9" * 129),
+    '{"op": "ping", "request_id": -%s}' % ("9" * 128),
+])
+async def test_over_long_numbers_are_an_error_frame_not_a_closed_session(running, payload):
+    ws = await _raw_session(running.url)
+    try:
+        reply = await _exchange(ws, payload)
+        assert reply["op"] == "error" and reply["error"]["code"] == "VALIDATION_ERROR", reply
+        assert "request_id" not in reply
+        await _still_usable(ws)
+    finally:
+        await ws.close()
+
+
+async def test_integer_ids_up_to_the_id_length_are_their_decimal_string(running):
+    ws = await _raw_session(running.url)
+    try:
+        reply = await _exchange(ws, '{"op": "ping", "request_id": %s}' % ("9" * 128))
+        assert reply == {"op": "pong", "request_id": "9" * 128}
+    finally:
+        await ws.close()
+
+
+async def _close_code_after_hello(url: str, payload: str) -> int | None:
+    async with connect(url) as ws:
+        await ws.send(payload)
+        try:
+            async for _ in ws:
+                pass
+        except ConnectionClosed:
+            pass
+        return ws.close_code
+
+
+@pytest.mark.parametrize("payload", [
+    json.dumps({"op": "hello", "token": f"{TOKEN}{LONE}"}),
+    json.dumps({"op": "hello", "token": TOKEN, "session_id": f"abc{LONE}"}),
+    '{"op": "hello", "token": "%s", "n": %s}' % (TOKEN, HUGE),
+], ids=["token", "session_id", "number"])
+async def test_a_poisonous_hello_is_refused_with_a_close_code_not_a_crash(running, payload):
+    assert await _close_code_after_hello(running.url, payload) == 4000
+
