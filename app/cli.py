@@ -21,6 +21,14 @@ def _default_url() -> str:
     return os.environ.get("EXAI_WS_URL") or f"ws://{host}:{os.environ.get('EXAI_WS_PORT', '8079')}"
 
 
+def _client_token() -> str:
+    """EXAI_WS_TOKEN, else the token the local daemon generated (app.auth)."""
+    from .auth import client_token
+    from .config import Settings
+
+    return client_token(Settings())
+
+
 def _config_error(error: Exception) -> str:
     """One line per bad setting, naming the environment variable and never echoing its value."""
     errors = getattr(error, "errors", None)
@@ -66,8 +74,7 @@ def chat(
     from .client import DaemonClient
 
     async def run() -> dict:
-        token = os.environ.get("EXAI_WS_TOKEN", "")
-        async with await DaemonClient.connect(url or _default_url(), token) as client:
+        async with await DaemonClient.connect(url or _default_url(), _client_token()) as client:
             arguments = {"prompt": prompt, "stream": stream}
             if model:
                 arguments["model"] = model
@@ -129,7 +136,7 @@ def loadgen(
     """Drive chat calls through the daemon and print calls/s, latency percentiles and errors."""
     from .loadgen import run_load
 
-    token = os.environ.get("EXAI_WS_TOKEN", "")
+    token = _client_token()
     with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console, transient=as_json) as progress:
         task = progress.add_task("chat calls", total=calls)

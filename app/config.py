@@ -112,7 +112,8 @@ class Settings(BaseSettings):
 
     @property
     def auth_enabled(self) -> bool:
-        return bool(self.ws_token.get_secret_value())
+        """On unless explicitly disabled: without EXAI_WS_TOKEN a token is generated (app.auth)."""
+        return not self.ws_auth_disabled
 
     @property
     def token_file(self) -> Path:
@@ -134,8 +135,8 @@ class Settings(BaseSettings):
         """Why starting would be unsafe (no token on a public address), or None when it is fine."""
         if self.auth_enabled or self.ws_host in LOOPBACK_HOSTS or self.ws_allow_insecure_public:
             return None
-        return (f"EXAI_WS_TOKEN is empty and EXAI_WS_HOST={self.ws_host} is not loopback; set a "
-                "token or EXAI_WS_ALLOW_INSECURE_PUBLIC=true")
+        return (f"EXAI_WS_AUTH_DISABLED=true and EXAI_WS_HOST={self.ws_host} is not loopback; "
+                "enable authentication or set EXAI_WS_ALLOW_INSECURE_PUBLIC=true")
 
 
 def _comma_set(value: str) -> frozenset[str]:

@@ -39,14 +39,18 @@ NETWORK_IO_DIRECTION = "network.io.direction"
 SERVER_ADDRESS = "server.address"
 SERVER_PORT = "server.port"
 ERROR_TYPE = "error.type"
+EXCEPTION_TYPE = "exception.type"
+EXCEPTION_MESSAGE = "exception.message"
 DB_SYSTEM_NAME = "db.system.name"
 DB_OPERATION_NAME = "db.operation.name"
 
 EXAI_CORRELATION_ID = "exai.correlation_id"
 EXAI_REQUEST_ID = "exai.request_id"
 EXAI_PRICE_TABLE_VERSION = "exai.price_table.version"
-EXAI_REJECTION_REASON = "exai.rejection.reason"  # rate_limited | over_capacity
-EXAI_REJECTION_SCOPE = "exai.rejection.scope"  # session | global | provider
+# rate_limited | over_capacity | origin_not_allowed | host_not_allowed | too_many_connections |
+# idle_timeout | not_reading
+EXAI_REJECTION_REASON = "exai.rejection.reason"
+EXAI_REJECTION_SCOPE = "exai.rejection.scope"  # handshake | session | global | provider
 EXAI_STORAGE_BACKEND = "exai.storage.backend"  # redis | memory
 EXAI_CIRCUIT_STATE = "exai.circuit.state"  # closed | half_open | open
 EXAI_IGNORED_ARGUMENTS = "exai.ignored_arguments"

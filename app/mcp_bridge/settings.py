@@ -1,7 +1,8 @@
 """Where the daemon is and how long to wait for it, read once from the environment.
 
 The daemon's address, token and tool timeout come from the daemon's own settings
-(:class:`app.config.Settings`), so the bridge and the daemon cannot disagree on a default. Only the
+(:class:`app.config.Settings`), so the bridge and the daemon cannot disagree on a default; with
+no ``EXAI_WS_TOKEN`` the token is the one the local daemon generated (:mod:`app.auth`). Only the
 bridge's own patience (reconnect backoff, how long a request waits for a connection) is new here.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.auth import client_token
 from app.config import Settings
 
 
@@ -34,7 +36,7 @@ class BridgeSettings:
 
     def __init__(self, daemon: Settings, options: BridgeOptions, url: str | None = None) -> None:
         self.url = url or options.ws_url or f"ws://{_host(daemon.ws_host)}:{daemon.ws_port}"
-        self.token = daemon.ws_token.get_secret_value()
+        self.token = client_token(daemon)
         self.tool_timeout_secs = daemon.tool_timeout_secs
         self.options = options
 

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import stat
+import time
 
 import pytest
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from app.client import DaemonClient, HandshakeError
+from app.server import AUTH_FAILURE_DELAY_SECS
+from otel import names
 
 from .conftest import TOKEN, eventually
 
@@ -81,30 +85,127 @@ async def test_silence_closes_4002_after_hello_timeout(start_daemon):
     assert code == 4002
 
 
-async def test_empty_token_turns_auth_off(start_daemon):
-    daemon = await start_daemon(EXAI_WS_TOKEN="")
-    client = await DaemonClient.connect(daemon.url, "anything")
+async def test_without_a_configured_token_one_is_generated_private_and_kept(start_daemon,
+                                                                           tmp_path):
+    token_file = tmp_path / "config" / "exai" / "ws-token"
+    daemon = await start_daemon(EXAI_WS_TOKEN="", EXAI_WS_TOKEN_FILE=str(token_file))
+    token = token_file.read_text().strip()
+    assert len(token) >= 32
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(token_file.parent.stat().st_mode) == 0o700
+    client = await DaemonClient.connect(daemon.url, token)
+    await client.close()
+    with pytest.raises(HandshakeError) as refused:
+        await DaemonClient.connect(daemon.url, "")
+    assert refused.value.error == "unauthorized"
+    # a second start (a restart) keeps the same token, so configured clients keep working
+    again = await start_daemon(EXAI_WS_TOKEN="", EXAI_WS_TOKEN_FILE=str(token_file))
+    assert token_file.read_text().strip() == token
+    client = await DaemonClient.connect(again.url, token)
     await client.close()
 
 
-async def test_no_token_on_public_address_refuses_to_start(start_daemon):
-    with pytest.raises(SystemExit, match="EXAI_WS_TOKEN"):
-        await start_daemon(EXAI_WS_TOKEN="", EXAI_WS_HOST="0.0.0.0")
+async def test_a_token_file_others_can_read_is_made_private(start_daemon, tmp_path):
+    token_file = tmp_path / "ws-token"
+    token_file.write_text("a-token-someone-wrote-by-hand-0123456789\n")
+    token_file.chmod(0o644)
+    daemon = await start_daemon(EXAI_WS_TOKEN="", EXAI_WS_TOKEN_FILE=str(token_file))
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    client = await DaemonClient.connect(daemon.url, "a-token-someone-wrote-by-hand-0123456789")
+    await client.close()
 
 
-async def test_per_client_connection_limit_closes_1008(start_daemon):
+async def test_no_token_at_all_needs_the_explicit_opt_out(start_daemon, caplog):
+    daemon = await start_daemon(EXAI_WS_TOKEN="", EXAI_WS_AUTH_DISABLED=True)
+    client = await DaemonClient.connect(daemon.url, "anything")
+    await client.close()
+    assert any("authentication is OFF" in r.getMessage() and r.levelname == "WARNING"
+               for r in caplog.records)
+
+
+async def test_auth_disabled_on_public_address_refuses_to_start(start_daemon):
+    with pytest.raises(SystemExit, match="EXAI_WS_AUTH_DISABLED"):
+        await start_daemon(EXAI_WS_AUTH_DISABLED=True, EXAI_WS_HOST="0.0.0.0")
+
+
+async def test_a_wrong_token_is_answered_late(running):
+    started = time.perf_counter()
+    with pytest.raises(HandshakeError):
+        await DaemonClient.connect(running.url, "guess")
+    assert time.perf_counter() - started >= AUTH_FAILURE_DELAY_SECS * 0.9
+
+
+async def test_per_client_limit_counts_unauthenticated_connections_with_loopback_as_one(
+        start_daemon):
     daemon = await start_daemon(EXAI_MAX_CONNECTIONS_PER_CLIENT=2)
-    clients = [await daemon.client() for _ in range(2)]
+    port = int(daemon.url.rsplit(":", 1)[1])
+    # two sockets that never say hello, from two different loopback addresses
+    waiting = [await connect(daemon.url, local_addr=(f"127.0.0.{n}", 0)) for n in (2, 3)]
     try:
         frames, code = await _first_frame_then_close(daemon.url, None)
         assert code == 1008
+        assert await _upgrade_status(port, {"Host": f"127.0.0.1:{port}"}, "127.0.0.4") == 101
     finally:
-        for client in clients:
-            await client.close()
-    # capacity comes back when clients leave
-    await asyncio.sleep(0.1)
-    again = await daemon.client()
-    await again.close()
+        for ws in waiting:
+            await ws.close()
+    # authenticated sessions do not count against it: more than two may be open at once
+    clients = [await daemon.client() for _ in range(4)]
+    for client in clients:
+        await client.close()
+
+
+async def _upgrade_status(port: int, headers: dict[str, str],
+                          local_host: str = "127.0.0.1") -> int:
+    """Send a WebSocket upgrade with exactly these extra headers; return the HTTP status."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(local_host, 0))
+    lines = ["GET / HTTP/1.1", "Upgrade: websocket", "Connection: Upgrade",
+             "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version: 13",
+             *(f"{name}: {value}" for name, value in headers.items())]
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+    await writer.drain()
+    status_line = await asyncio.wait_for(reader.readline(), 5)
+    writer.close()
+    return int(status_line.split()[1])
+
+
+@pytest.mark.parametrize("origin", ["http://evil.example", "null", "http://localhost:3000",
+                                    "https://127.0.0.1"])
+async def test_an_upgrade_with_a_foreign_origin_is_refused_403(running, origin, capture):
+    port = int(running.url.rsplit(":", 1)[1])
+    status = await _upgrade_status(port, {"Host": f"127.0.0.1:{port}", "Origin": origin})
+    assert status == 403
+    with pytest.raises(InvalidStatus) as refused:
+        await connect(running.url, origin=origin)
+    assert refused.value.response.status_code == 403
+    points = capture.metrics()[names.EXAI_REJECTIONS]
+    assert any(p.attributes.get("exai.rejection.reason") == "origin_not_allowed" and p.value >= 2
+               for p in points)
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:8079", "192.168.1.20:8079",
+                                  "localhost.evil.example"])
+async def test_a_foreign_host_is_refused_403_against_dns_rebinding(running, host):
+    port = int(running.url.rsplit(":", 1)[1])
+    assert await _upgrade_status(port, {"Host": host}) == 403
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1:{port}", "localhost:{port}", "LOCALHOST",
+                                  "[::1]:{port}"])
+async def test_loopback_hosts_without_origin_are_accepted(running, host):
+    port = int(running.url.rsplit(":", 1)[1])
+    assert await _upgrade_status(port, {"Host": host.format(port=port)}) == 101
+
+
+async def test_listed_origins_and_hosts_are_accepted(start_daemon):
+    daemon = await start_daemon(EXAI_WS_ALLOWED_ORIGINS="https://app.example/, http://localhost:3000",
+                                EXAI_WS_ALLOWED_HOSTS="exai.internal")
+    port = int(daemon.url.rsplit(":", 1)[1])
+    for origin in ("https://app.example", "http://localhost:3000"):
+        async with connect(daemon.url, origin=origin) as ws:
+            await ws.send(json.dumps({"op": "hello", "token": TOKEN}))
+            assert json.loads(await ws.recv())["ok"] is True
+    assert await _upgrade_status(port, {"Host": "exai.internal:1234"}) == 101
+    assert await _upgrade_status(port, {"Host": "other.internal"}) == 403
 
 
 async def test_handshake_failures_are_traced_with_error_type(running, capture):
