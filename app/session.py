@@ -3,6 +3,12 @@
 Each ``call_tool`` runs in its own task, registered under its ``request_id`` so that ``cancel``
 reaches it and replies can never be mixed up. Every request gets a SERVER span parented on the
 client's ``_meta`` trace context, and every reply carries that span's ``trace_id``.
+
+A session holds bounded work whatever the client does (:class:`SessionLimits`): past a number
+of frames (or bytes of frames) in processing it stops reading, so the client's own socket
+buffer fills instead of the daemon's memory; a reply the client does not read within the send
+timeout ends the session (it is not reading); a session with nothing to do closes after the idle
+timeout.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from websockets.exceptions import ConnectionClosed
 from otel import names
 from otel.instruments import Instruments
 from otel.propagation import extract_context, trace_id_hex, with_fresh_trace
+from otel.redaction import scrub
 
 from . import protocol
 from .errors import ErrorCode, ToolError
@@ -48,16 +55,32 @@ class SessionServices:
     tool_timeout_secs: float
 
 
+@dataclass(frozen=True)
+class SessionLimits:
+    """What one session may hold: frames and bytes in processing, and how long it may wait."""
+
+    max_pending_frames: int = 64
+    max_pending_bytes: int = 8 * 1024 * 1024
+    send_timeout_secs: float = 30.0
+    idle_timeout_secs: float = 600.0
+
+
 class ClientCancelled(Exception):
     """Marks a call cancelled by the client's ``cancel`` (as opposed to a disconnect)."""
 
 
 class Session:
-    def __init__(self, ws: ServerConnection, session_id: str, services: SessionServices) -> None:
+    def __init__(self, ws: ServerConnection, session_id: str, services: SessionServices,
+                 limits: SessionLimits | None = None) -> None:
         self.ws = ws
         self.session_id = session_id
         self._services = services
+        self._limits = limits or SessionLimits()
         self._inst = services.instruments
+        self._pending_frames = 0
+        self._pending_bytes = 0
+        self._room = asyncio.Event()
+        self._room.set()
         self._slots = Slots("session", services.session_max_inflight, services.slot_wait_secs)
         self._bucket = TokenBucket(services.rate_limit_per_sec, services.rate_limit_burst)
         self._calls: dict[str, asyncio.Task[None]] = {}
@@ -73,42 +96,79 @@ class Session:
     async def run(self) -> None:
         """Serve requests until the client goes away; then cancel whatever is still running."""
         try:
-            async for message in self.ws:
+            while (message := await self._next_frame()) is not None:
                 self._handle_frame(message)
+                await self._room.wait()  # backpressure: read on only when there is room
         except ConnectionClosed:
             pass
         finally:
             await self._cancel_all()
 
+    async def _next_frame(self) -> str | bytes | None:
+        """The next frame, or None once the session has been idle for the idle timeout (no frame
+        received and nothing in processing), in which case the session is closed."""
+        while True:
+            try:
+                async with asyncio.timeout(self._limits.idle_timeout_secs):
+                    return await self.ws.recv()
+            except TimeoutError:
+                if self._pending_frames:
+                    continue
+                log.info("session %s closed after %gs idle", self.session_id,
+                         self._limits.idle_timeout_secs)
+                self._inst.rejections.add(1, {names.EXAI_REJECTION_REASON: "idle_timeout",
+                                              names.EXAI_REJECTION_SCOPE: "session"})
+                await self.ws.close(protocol.CLOSE_IDLE_TIMEOUT, "idle timeout")
+                return None
+
     def _handle_frame(self, message: str | bytes) -> None:
         if isinstance(message, bytes):
             self._spawn(self._send(protocol.error_frame(
-                ErrorCode.INVALID_REQUEST, "binary frames are not supported; send JSON text")))
+                ErrorCode.INVALID_REQUEST, "binary frames are not supported; send JSON text")),
+                len(message))
             return
         self._inst.websocket_io.add(len(message), {names.NETWORK_IO_DIRECTION: "receive"})
         try:
             request = protocol.parse_request(protocol.parse_json_object(message))
         except protocol.FrameError as error:
             self._spawn(self._send(protocol.error_frame(error.code, error.message,
-                                                        error.request_id)))
+                                                        error.request_id)), len(message))
             return
         if request.op == "ping":
-            self._spawn(self._send(protocol.pong(request.request_id)))
+            self._spawn(self._send(protocol.pong(request.request_id)), len(message))
         elif request.op == "list_tools":
-            self._spawn(self._list_tools(request))
+            self._spawn(self._list_tools(request), len(message))
         elif request.op == "cancel":
-            self._spawn(self._cancel(request.request_id))
+            self._spawn(self._cancel(request.request_id), len(message))
         else:
             duplicate = request.request_id in self._calls
-            task = asyncio.create_task(self._call(request, duplicate))
+            task = self._start(self._call(request, duplicate), len(message))
             if duplicate:
                 self._track(task)
             else:
                 self._calls[request.request_id] = task
                 task.add_done_callback(lambda _t, rid=request.request_id: self._forget(rid, _t))
 
-    def _spawn(self, coro: Any) -> None:
-        self._track(asyncio.create_task(coro))
+    def _start(self, coro: Any, size: int) -> asyncio.Task[None]:
+        """Run one frame's work in a task, accounted against the session's pending bounds."""
+        task = asyncio.create_task(coro)
+        self._pending_frames += 1
+        self._pending_bytes += size
+        if (self._pending_frames >= self._limits.max_pending_frames
+                or self._pending_bytes >= self._limits.max_pending_bytes):
+            self._room.clear()
+        task.add_done_callback(lambda _t: self._finished(size))
+        return task
+
+    def _finished(self, size: int) -> None:
+        self._pending_frames -= 1
+        self._pending_bytes -= size
+        if (self._pending_frames < self._limits.max_pending_frames
+                and self._pending_bytes < self._limits.max_pending_bytes):
+            self._room.set()
+
+    def _spawn(self, coro: Any, size: int) -> None:
+        self._track(self._start(coro, size))
 
     def _track(self, task: asyncio.Task[None]) -> None:
         self._other_tasks.add(task)
@@ -122,10 +182,25 @@ class Session:
     async def _send(self, frame: dict[str, Any]) -> None:
         text = protocol.encode(frame)
         try:
-            await self.ws.send(text)
+            async with asyncio.timeout(self._limits.send_timeout_secs):
+                await self.ws.send(text)
         except ConnectionClosed:
             return  # the client is gone; the read loop ends and cancels the session's calls
+        except TimeoutError:
+            self._not_reading()
+            return
         self._inst.websocket_io.add(len(text), {names.NETWORK_IO_DIRECTION: "transmit"})
+
+    def _not_reading(self) -> None:
+        """The client has not read a reply within the send timeout: drop the connection, so
+        what it does not read stops costing memory (no close handshake: it would not read it)."""
+        if self.ws.transport.is_closing():
+            return
+        log.warning("session %s closed: the client read nothing for %gs", self.session_id,
+                    self._limits.send_timeout_secs)
+        self._inst.rejections.add(1, {names.EXAI_REJECTION_REASON: "not_reading",
+                                      names.EXAI_REJECTION_SCOPE: "session"})
+        self.ws.transport.abort()
 
     # --- requests ------------------------------------------------------------------------------
 
@@ -201,9 +276,14 @@ class Session:
             span.set_status(Status(StatusCode.ERROR, "connection closed during the call"))
             raise
         except Exception as error:  # noqa: BLE001 - the daemon must keep serving
-            log.exception("tool %s failed unexpectedly", request.name)
             error_type = type(error).__name__
-            span.record_exception(error)
+            # The exception's text may quote a prompt or a key: only its scrubbed form and the
+            # type go to the log and the span, never the raw message.
+            description = f"{error_type}: {scrub(str(error))}"
+            log.error("tool %s failed unexpectedly: %s", request.name, description)
+            log.debug("traceback of the failure above", exc_info=True)  # opt-in: may hold text
+            span.add_event("exception", {names.EXCEPTION_TYPE: error_type,
+                                         names.EXCEPTION_MESSAGE: description})
             failure = ToolError(ErrorCode.INTERNAL_ERROR,
                                 "internal error; see the daemon log for this trace",
                                 error_type=error_type)
@@ -277,6 +357,11 @@ class Session:
         task.cancel()
         await asyncio.wait({task}, timeout=CANCEL_WAIT_SECS)
         await self._send(protocol.cancelled(request_id, ok=True))
+
+    def cancel_calls(self) -> None:
+        """Cancel every call in flight (the daemon is stopping); their clients get the close."""
+        for task in self._calls.values():
+            task.cancel()
 
     async def _cancel_all(self) -> None:
         tasks = [*self._calls.values(), *self._other_tasks]
