@@ -5,11 +5,17 @@ The providers differ in small ways this module absorbs:
   (OpenAI, GLM) or inside ``choices[0].usage`` (Kimi);
 - cache hits are ``usage.cached_tokens`` (Kimi) or ``usage.prompt_tokens_details.cached_tokens``
   (OpenAI, GLM), and in both cases are already counted inside ``prompt_tokens``.
+
+Lines of an event stream are split here, on bytes, by the SSE rule: a line ends at CR, LF or CRLF
+and nowhere else. ``str.splitlines`` (what ``httpx``'s ``aiter_lines`` uses) also breaks at
+U+2028, U+2029, U+0085 and a few ASCII controls, which JSON strings may hold raw, and so would cut
+a valid event in half.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +31,63 @@ class ResponseFormatError(ValueError):
 
 class StreamErrorEvent(ResponseFormatError):
     """The upstream reported an error inside the stream (``{"error": {...}}`` as a chunk)."""
+
+
+class ResponseTooLarge(Exception):
+    """The upstream sent more than ``limit`` bytes (an answer, or one line of a stream)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"more than {limit} bytes")
+        self.limit = limit
+
+
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+
+
+class LineSplitter:
+    """Splits the bytes of an event stream into lines, whatever the chunk boundaries.
+
+    A CR ending one chunk may be the first half of a CRLF: the LF that may start the next chunk is
+    then skipped, not taken for an empty line. Each line is decoded as UTF-8 once whole, so a
+    character cut between chunks is fine. A line may not grow past ``max_line_bytes``: it is
+    refused as it grows, not when (if ever) it ends.
+    """
+
+    def __init__(self, max_line_bytes: int) -> None:
+        self._max = max_line_bytes
+        self._partial = bytearray()
+        self._after_cr = False
+
+    def feed(self, chunk: bytes) -> list[str]:
+        """The lines that ``chunk`` completes, without their line endings."""
+        if not chunk:
+            return []
+        start = 1 if self._after_cr and chunk.startswith(b"\n") else 0
+        self._after_cr = chunk.endswith(b"\r")
+        lines = []
+        for end in _LINE_END.finditer(chunk, start):
+            self._extend(chunk, start, end.start())
+            lines.append(self._take())
+            start = end.end()
+        self._extend(chunk, start, len(chunk))
+        return lines
+
+    def close(self) -> list[str]:
+        """End of the body: the last line if it had no line ending."""
+        return [self._take()] if self._partial else []
+
+    def _extend(self, chunk: bytes, start: int, end: int) -> None:
+        if len(self._partial) + end - start > self._max:
+            raise ResponseTooLarge(self._max)
+        self._partial += chunk[start:end]
+
+    def _take(self) -> str:
+        try:
+            line = self._partial.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ResponseFormatError("a line of the stream is not UTF-8") from None
+        self._partial.clear()
+        return line
 
 
 class SSEDecoder:

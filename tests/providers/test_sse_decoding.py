@@ -77,3 +77,81 @@ def test_malformed_completions_are_rejected(body: str) -> None:
 def test_error_event_in_stream_is_its_own_error() -> None:
     with pytest.raises(sse.StreamErrorEvent):
         sse.parse_chunk('{"error": {"message": "overloaded"}}')
+
+
+# --- splitting the raw body into lines --------------------------------------------------------
+
+# SSE lines end at CR, LF or CRLF only; everything str.splitlines() also breaks on stays inside.
+INSIDE = "\u2028\u2029\u0085\x1c\x1d\x1e\x0b\x0c"
+BODY = (f'data: {{"t": "a{INSIDE}b"}}\r\n\r\n: comment\rdata: é€😀\n\ndata: x\r\r'
+        "data: last").encode()
+LINES = [f'data: {{"t": "a{INSIDE}b"}}', "", ": comment", "data: é€😀", "", "data: x", "",
+         "data: last"]
+
+
+def _split(chunks: list[bytes], max_line_bytes: int = 1024) -> list[str]:
+    splitter = sse.LineSplitter(max_line_bytes)
+    lines = [line for chunk in chunks for line in splitter.feed(chunk)]
+    return lines + splitter.close()
+
+
+def test_splitter_ends_lines_at_cr_lf_and_crlf_only() -> None:
+    assert _split([BODY]) == LINES
+    assert _split([b"a\nb\r\nc\rd\n"]) == ["a", "b", "c", "d"]
+    assert _split([b"\n\r\n\r"]) == ["", "", ""]
+    assert _split([]) == [] and _split([b""]) == []
+
+
+@pytest.mark.parametrize("cut", range(1, len(BODY)))
+def test_splitter_gives_the_same_lines_wherever_the_chunks_break(cut: int) -> None:
+    assert _split([BODY[:cut], BODY[cut:]]) == LINES
+    assert _split([BODY[:cut], b"", BODY[cut:cut + 3], BODY[cut + 3:]]) == LINES
+
+
+def test_splitter_one_byte_at_a_time() -> None:
+    assert _split([BODY[i:i + 1] for i in range(len(BODY))]) == LINES
+
+
+def test_crlf_split_across_chunks_is_one_line_end() -> None:
+    assert _split([b"a\r", b"\nb\n"]) == ["a", "b"]
+    assert _split([b"a\r", b"", b"\n", b"b"]) == ["a", "b"]
+    assert _split([b"a\r", b"b"]) == ["a", "b"]
+    assert _split([b"a\r", b"\r\n"]) == ["a", ""]
+    assert _split([b"a\r"]) == ["a"]
+
+
+def test_separators_inside_data_reach_the_decoder_whole() -> None:
+    payload = json.dumps({"choices": [{"delta": {"content": f"x{INSIDE}y"}}]},
+                         ensure_ascii=False)
+    body = f"data: {payload}\n\ndata: [DONE]\n\n".encode()
+    events = list(sse.iter_events(_split([body[i:i + 7] for i in range(0, len(body), 7)])))
+    assert events == [payload, "[DONE]"]
+    assert sse.parse_chunk(events[0]).text == f"x{INSIDE}y"
+
+
+def test_a_character_cut_between_chunks_decodes_whole() -> None:
+    euro = "€".encode()
+    assert _split([b"data: " + euro[:1], euro[1:2], euro[2:] + b"\n"]) == ["data: €"]
+
+
+@pytest.mark.parametrize("body", [b"data: \xff\n", b"data: \xe2\x82\n", b"\xed\xa0\x80\n"])
+def test_a_line_that_is_not_utf8_is_a_format_error(body: bytes) -> None:
+    with pytest.raises(sse.ResponseFormatError):
+        _split([body])
+
+
+def test_an_unterminated_last_line_that_is_not_utf8_is_a_format_error() -> None:
+    with pytest.raises(sse.ResponseFormatError):
+        _split([b"data: ok\ndata: \xff"])
+
+
+def test_lines_are_bounded_without_waiting_for_their_end() -> None:
+    assert _split([b"x" * 8 + b"\n"], max_line_bytes=8) == ["x" * 8]
+    with pytest.raises(sse.ResponseTooLarge) as caught:
+        _split([b"x" * 9 + b"\n"], max_line_bytes=8)
+    assert caught.value.limit == 8
+    splitter = sse.LineSplitter(8)
+    assert splitter.feed(b"x" * 5) == []
+    with pytest.raises(sse.ResponseTooLarge):
+        splitter.feed(b"x" * 4)  # no line end yet: refused as it grows, not when it ends
+    assert _split([b"x" * 8 + b"\n" + b"y" * 8 + b"\r"], max_line_bytes=8) == ["x" * 8, "y" * 8]
