@@ -4,6 +4,10 @@ Both handlers hang off the root logger, so every module just uses ``logging.getL
 bridge turns each record into an OTel log record carrying the current trace and span ids.
 The SDK's own export failures are kept out of the bridge (exporting them would loop) and are
 throttled on the console: a collector that is down gives one warning, not one per batch.
+
+Messages quote text from outside (a client's request id, a library's error), so both handlers
+escape control characters and lone surrogates in them: no forged console lines, and no string
+that makes the OTLP encoder drop a whole batch of other sessions' records.
 """
 
 from __future__ import annotations
@@ -12,9 +16,14 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Mapping
+from typing import Any, TextIO
 
 from opentelemetry import trace
-from opentelemetry._logs import LoggerProvider
+from opentelemetry._logs import LoggerProvider, LogRecord
+from opentelemetry.instrumentation.logging.handler import LoggingHandler
+
+from .redaction import escape_controls, has_lone_surrogate
 
 CONSOLE_FORMAT = "%(asctime)s %(levelname)s %(name)s trace_id=%(trace_id)s %(message)s"
 SDK_LOGGER_PREFIX = "opentelemetry"
@@ -74,6 +83,83 @@ class NotFromSdk(logging.Filter):
         return not record.name.startswith(SDK_LOGGER_PREFIX)
 
 
+class SafeMessage(logging.Filter):
+    """Replaces the record's message by its escaped form (newlines, CRs, ANSI escapes and lone
+    surrogates as visible escapes), so one record is one console line and one encodable body.
+    Tracebacks are formatted after filters run, so they stay intact on the console."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # Formatting once here also spares the formatter a second %-format of ``args``.
+        record.msg, record.args = escape_controls(record.getMessage()), None
+        return True
+
+
+class SafeLoggingHandler(LoggingHandler):
+    """The OTel logs bridge, exporting only strings UTF-8 can encode.
+
+    Besides the body it exports the record's ``extra`` values and the exception's message and
+    stack trace as attributes. A lone surrogate in the body fails the OTLP encoding of the whole
+    batch; in an attribute, the encoder drops the attribute and logs a traceback. ``_translate``
+    (of the pinned instrumentation, 0.66b2) is where body and attributes meet; a clean record
+    passes through it untouched.
+    """
+
+    def __init__(self, logger_provider: LoggerProvider) -> None:
+        super().__init__(logger_provider=logger_provider)
+        self.addFilter(SafeMessage())
+
+    def _translate(self, record: logging.LogRecord) -> LogRecord:
+        translated = super()._translate(record)
+        if translated.attributes and _unencodable(translated.attributes):
+            translated.attributes = _encodable(translated.attributes)
+        return translated
+
+
+def _unencodable(value: Any) -> bool:
+    """True when an attribute value (or a key or item in it) holds a lone surrogate."""
+    if isinstance(value, str):
+        return has_lone_surrogate(value)
+    # Loops, not any(...): this runs for every exported record and should not allocate.
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if _unencodable(key) or _unencodable(item):
+                return True
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            if _unencodable(item):
+                return True
+    return False
+
+
+def _encodable(value: Any) -> Any:
+    """``value`` with each lone surrogate written as its escape (``\\udc00``); rare, so it may
+    copy."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, Mapping):
+        return {_encodable(key): _encodable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_encodable(item) for item in value]
+    return value
+
+
+def console_handler(stream: TextIO | None = None) -> logging.Handler:
+    """One line per record on ``stream`` (stderr), with the trace id, SDK warnings throttled."""
+    console = logging.StreamHandler(stream or sys.stderr)
+    console.setFormatter(logging.Formatter(CONSOLE_FORMAT))
+    console.addFilter(TraceIdFilter())
+    console.addFilter(SdkWarningThrottle())
+    console.addFilter(SafeMessage())
+    return console
+
+
+def bridge_handler(logger_provider: LoggerProvider) -> logging.Handler:
+    """The OTel logs bridge, without the SDK's own records."""
+    bridge = SafeLoggingHandler(logger_provider)
+    bridge.addFilter(NotFromSdk())
+    return bridge
+
+
 def configure_logging(level: str | int = "INFO",
                       logger_provider: LoggerProvider | None = None) -> None:
     """Install the console handler and, when telemetry is on, the OTel logs bridge."""
@@ -85,18 +171,9 @@ def configure_logging(level: str | int = "INFO",
     for handler in list(root.handlers):
         if getattr(handler, "_exai", False):
             root.removeHandler(handler)
-
-    console = logging.StreamHandler(sys.stderr)
-    console.setFormatter(logging.Formatter(CONSOLE_FORMAT))
-    console.addFilter(TraceIdFilter())
-    console.addFilter(SdkWarningThrottle())
-    console._exai = True  # type: ignore[attr-defined]
-    root.addHandler(console)
-
+    handlers = [console_handler()]
     if logger_provider is not None:
-        from opentelemetry.instrumentation.logging.handler import LoggingHandler
-
-        bridge = LoggingHandler(logger_provider=logger_provider)
-        bridge.addFilter(NotFromSdk())
-        bridge._exai = True  # type: ignore[attr-defined]
-        root.addHandler(bridge)
+        handlers.append(bridge_handler(logger_provider))
+    for handler in handlers:
+        handler._exai = True  # type: ignore[attr-defined]
+        root.addHandler(handler)

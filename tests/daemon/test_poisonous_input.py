@@ -8,12 +8,21 @@ session nor any other its replies or telemetry.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
+import logging
+import re
+from collections.abc import Iterator
+
 import pytest
 from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
+
+from otel.logs import bridge_handler, console_handler
 
 from .conftest import TOKEN, eventually
 
@@ -164,3 +173,90 @@ async def _close_code_after_hello(url: str, payload: str) -> int | None:
 async def test_a_poisonous_hello_is_refused_with_a_close_code_not_a_crash(running, payload):
     assert await _close_code_after_hello(running.url, payload) == 4000
 
+
+# --- the console -----------------------------------------------------------------------------
+
+CONSOLE_LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ \S+ trace_id=\S+ ")
+
+
+@pytest.fixture
+def console(capture) -> Iterator[io.StringIO]:
+    """What the daemon's own console handler (its filters and format) writes during the test."""
+    handler = next(h for h in logging.getLogger().handlers
+                   if getattr(h, "_exai", False) and isinstance(h, logging.StreamHandler))
+    stream = io.StringIO()
+    previous = handler.setStream(stream)
+    try:
+        yield stream
+    finally:
+        handler.setStream(previous)
+
+
+FORGED = "\n2026-01-01 00:00:00,000 CRITICAL app.server trace_id=- FORGED\r\x1b[2K\u2028x"
+
+
+async def test_client_text_cannot_forge_console_lines_or_exported_records(running, console,
+                                                                          capture):
+    ws = await _raw_session(running.url)
+    try:
+        reply = await _exchange(ws, json.dumps(
+            {"op": "call_tool", "request_id": f"forge{FORGED}", "name": "no-such-tool"}))
+        assert reply["request_id"] == f"forge{FORGED}"  # the client's id comes back unchanged
+    finally:
+        await ws.close()
+    await eventually(lambda: "forge" in console.getvalue())
+    lines = console.getvalue().splitlines()
+    assert lines and all(CONSOLE_LINE.match(line) for line in lines), lines
+    assert "\x1b" not in console.getvalue() and "\u2028" not in console.getvalue()
+    exported = [str(r.log_record.body) for r in capture.logs() if "forge" in str(r.log_record.body)]
+    assert exported and all("\n" not in body and "\x1b" not in body for body in exported)
+
+
+
+# --- the two handlers on their own ---------------------------------------------------------
+
+@pytest.fixture
+def local_logger() -> Iterator[logging.Logger]:
+    logger = logging.getLogger("tests.poisonous_input")
+    logger.propagate = False
+    yield logger
+    logger.handlers.clear()
+    logger.propagate = True
+
+
+def test_console_escapes_the_message_and_keeps_the_traceback(local_logger):
+    stream = io.StringIO()
+    local_logger.addHandler(console_handler(stream))
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        local_logger.exception("call %s failed", f"r{FORGED}")
+    first, *traceback = stream.getvalue().splitlines()
+    assert CONSOLE_LINE.match(first) and first.endswith(" failed")
+    assert "\\n2026-01-01" in first and "\\x1b[2K" in first and "\\u2028" in first
+    assert traceback[0] == "Traceback (most recent call last):"
+    assert traceback[-1] == "ValueError: boom"
+
+
+def test_bridge_exports_lone_surrogates_in_extras_and_exceptions_as_escapes(local_logger):
+    exporter = InMemoryLogRecordExporter()
+    provider = LoggerProvider()
+    provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+    local_logger.addHandler(bridge_handler(provider))
+    local_logger.warning("good before")
+    try:
+        raise ValueError(f"bad {LONE}")
+    except ValueError:
+        local_logger.exception("failed %s", LONE,
+                               extra={"client.id": f"x{LONE}", "client.ids": ["ok", LONE]})
+    local_logger.warning("good after")
+    records = exporter.get_finished_logs()
+    provider.shutdown()
+
+    encode_logs(records).SerializeToString()  # the batch encodes: nobody's records are lost
+    assert [r.log_record.body for r in records] == ["good before", "failed \\udc00", "good after"]
+    attributes = records[1].log_record.attributes
+    assert attributes["client.id"] == "x\\udc00"
+    assert list(attributes["client.ids"]) == ["ok", "\\udc00"]
+    assert attributes["exception.message"] == "bad \\udc00"
+    assert attributes["exception.stacktrace"].startswith("Traceback (most recent call last):\n")
