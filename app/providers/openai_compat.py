@@ -8,6 +8,14 @@ Cancellation is real: a ``CancelledError`` (tool timeout, client cancel or disco
 waiting on the network unwinds through ``httpx``'s stream context, which closes the connection, so
 the upstream sees the request abandoned; the span then ends with ``error.type=cancelled``.
 
+Nothing the upstream sends is held unbounded. An answer (a JSON body, or all the bytes of an
+event stream) larger than ``max_response_bytes`` is refused as ``response_too_large`` as soon as
+the excess arrives, and the connection is closed rather than read to its end; an error body is
+read to 64 KiB at most, and its connection closed if there was more. ``response_too_large`` is not
+retried (the same question would get the same answer) and is *neutral* for the circuit breaker:
+an upstream that talks too much is not down, and opening the circuit would refuse the callers
+whose answers fit.
+
 The API key is only ever put in the ``Authorization`` header. It is not in the URL, in any
 attribute, log line, exception message or ``repr``.
 """
@@ -17,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,8 +69,10 @@ class Provider:
 
     def __init__(self, spec: ProviderSpec, client: httpx.AsyncClient, instruments: Instruments, *,
                  timeout_secs: float, retry_policy: retry.RetryPolicy, breaker: CircuitBreaker,
-                 sleep: Sleep = asyncio.sleep, rand: Callable[[], float] | None = None) -> None:
+                 max_response_bytes: int, sleep: Sleep = asyncio.sleep,
+                 rand: Callable[[], float] | None = None) -> None:
         self._spec = spec
+        self._max_response_bytes = max_response_bytes
         self._client = client
         self._instruments = instruments
         self._timeout = httpx.Timeout(timeout_secs)
@@ -173,15 +183,18 @@ class Provider:
 
     async def _complete_once(self, request: ChatRequest, call: genai.ChatCall) -> ChatResult:
         try:
-            response = await self._client.post(self._url, json=_body(request),
-                                               headers=self._headers(stream=False),
-                                               timeout=self._timeout)
+            async with self._client.stream("POST", self._url, json=_body(request),
+                                           headers=self._headers(stream=False),
+                                           timeout=self._timeout) as response:
+                if response.status_code != 200:
+                    raise self._status_error(response, await _read_prefix(response))
+                body = await _read_capped(response, self._max_response_bytes)
         except httpx.HTTPError as exc:
             raise self._transport_error(exc) from None
-        if response.status_code != 200:
-            raise self._status_error(response, response.content)
+        except sse.ResponseTooLarge:
+            raise self._too_large() from None
         try:
-            completion = sse.parse_completion(response.content)
+            completion = sse.parse_completion(body)
         except sse.ResponseFormatError as exc:
             raise self._invalid(str(exc)) from None
         return self._result(request, call, text=completion.text,
@@ -196,23 +209,40 @@ class Provider:
                                            headers=self._headers(stream=True),
                                            timeout=self._timeout) as response:
                 if response.status_code != 200:
-                    raise self._status_error(response, await _read_limited(response))
-                decoder = sse.SSEDecoder()
-                # Read to the end of the body even after [DONE], so the connection can be reused.
-                async for line in response.aiter_lines():
-                    data = decoder.feed(line)
-                    if data is not None:
-                        await self._on_event(data, acc, call, on_chunk)
-                data = decoder.close()
-                if data is not None:
-                    await self._on_event(data, acc, call, on_chunk)
+                    raise self._status_error(response, await _read_prefix(response))
+                await self._read_events(response, acc, call, on_chunk)
         except httpx.HTTPError as exc:
             raise self._transport_error(exc) from None
+        except sse.ResponseTooLarge:
+            raise self._too_large() from None
         if not acc.complete:
             raise self._invalid("the stream ended before the answer was complete")
         return self._result(request, call, text=acc.text, response_model=acc.model,
                             response_id=acc.response_id, finish_reason=acc.finish_reason,
                             usage=acc.usage)
+
+    async def _read_events(self, response: httpx.Response, acc: sse.StreamAccumulator,
+                           call: genai.ChatCall, on_chunk: OnChunk | None) -> None:
+        """Split the body into lines on bytes (the SSE rule) and handle each event as it ends.
+
+        Reads to the end of the body even after [DONE], so the connection can be reused; the
+        body's bytes, and so each line's, are capped at ``max_response_bytes``.
+        """
+        limit = self._max_response_bytes
+        lines = sse.LineSplitter(limit)
+        decoder = sse.SSEDecoder()
+        async for part in _capped(response.aiter_bytes(), limit):
+            for line in lines.feed(part):
+                await self._on_decoded(decoder.feed(line), acc, call, on_chunk)
+        for line in lines.close():
+            await self._on_decoded(decoder.feed(line), acc, call, on_chunk)
+        await self._on_decoded(decoder.close(), acc, call, on_chunk)
+
+    async def _on_decoded(self, data: str | None, acc: sse.StreamAccumulator,
+                          call: genai.ChatCall, on_chunk: OnChunk | None) -> None:
+        """Handle what the decoder gave back: an event's data, or None while none has ended."""
+        if data is not None:
+            await self._on_event(data, acc, call, on_chunk)
 
     async def _on_event(self, data: str, acc: sse.StreamAccumulator, call: genai.ChatCall,
                         on_chunk: OnChunk | None) -> None:
@@ -274,6 +304,11 @@ class Provider:
                              f"{self.key}: the connection failed ({type(exc).__name__})",
                              provider=self.key)
 
+    def _too_large(self) -> ProviderError:
+        return ProviderError(PROVIDER_ERROR, "response_too_large",
+                             f"{self.key}: the answer exceeded {self._max_response_bytes} bytes",
+                             provider=self.key)
+
     def _invalid(self, why: str) -> ProviderError:
         return ProviderError(PROVIDER_ERROR, "invalid_response", f"{self.key}: {why}",
                              provider=self.key)
@@ -299,17 +334,42 @@ def _body(request: ChatRequest) -> dict[str, Any]:
 
 
 def _is_provider_side(exc: ProviderError) -> bool:
-    """Failures that say the provider is unwell (and so feed the circuit breaker)."""
+    """Failures that say the provider is unwell (and so feed the circuit breaker).
+
+    Not ``response_too_large``: an answer past our cap says nothing about the provider's health.
+    """
     if exc.status_code is not None:
         return retry.is_retryable_status(exc.status_code)
     return exc.error_type in {"timeout", "connect_error", "network_error", "invalid_response",
                               "stream_error"}
 
 
-async def _read_limited(response: httpx.Response) -> bytes:
+async def _capped(parts: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes]:
+    """``parts`` until more than ``limit`` bytes in all, then ResponseTooLarge (read no further)."""
+    received = 0
+    async for part in parts:
+        received += len(part)
+        if received > limit:
+            raise sse.ResponseTooLarge(limit)
+        yield part
+
+
+async def _read_capped(response: httpx.Response, limit: int) -> bytes:
+    """The whole body, or ResponseTooLarge once it passes ``limit`` bytes."""
+    body = bytearray()
+    async for part in _capped(response.aiter_bytes(), limit):
+        body += part
+    return bytes(body)
+
+
+async def _read_prefix(response: httpx.Response) -> bytes:
+    """At most the first ``_ERROR_BODY_LIMIT`` bytes of an error body: enough for its code.
+
+    The rest is left unread, so leaving the stream closes the connection instead of reusing it.
+    """
     body = bytearray()
     async for part in response.aiter_bytes():
-        body += part
+        body += part[:_ERROR_BODY_LIMIT - len(body)]
         if len(body) >= _ERROR_BODY_LIMIT:
             break
     return bytes(body)

@@ -64,6 +64,7 @@ class ProviderRegistry:
             spec.key: Provider(
                 spec, self.client, instruments, timeout_secs=settings.provider_timeout_secs,
                 retry_policy=policy, sleep=sleep,
+                max_response_bytes=settings.provider_max_response_bytes,
                 breaker=CircuitBreaker(settings.circuit_failure_threshold,
                                        settings.circuit_reset_secs, clock=clock))
             for spec in specs
