@@ -17,7 +17,8 @@ an upstream that talks too much is not down, and opening the circuit would refus
 whose answers fit.
 
 The API key is only ever put in the ``Authorization`` header. It is not in the URL, in any
-attribute, log line, exception message or ``repr``.
+attribute, log line, exception message or ``repr``; an upstream error code that contains it or
+looks like any credential is dropped (:func:`upstream_code`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +34,7 @@ import httpx
 from pydantic import SecretStr
 
 from app import pricing
-from otel import genai
+from otel import genai, redaction
 from otel.instruments import Instruments
 
 from . import retry, sse
@@ -44,6 +45,7 @@ from .circuit import CircuitBreaker, Permit
 Sleep = Callable[[float], Awaitable[None]]
 _ERROR_BODY_LIMIT = 64 * 1024
 _TOKEN = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+_KEY_FRAGMENT_CHARS = 8  # a code this long found inside the key is a piece of the key
 
 
 @dataclass(frozen=True)
@@ -284,7 +286,7 @@ class Provider:
     def _status_error(self, response: httpx.Response, body: bytes) -> Exception:
         status = response.status_code
         retry_after = retry.parse_retry_after(response.headers.get("retry-after"))
-        detail = _upstream_code(body)
+        detail = upstream_code(body, [self._spec.api_key.get_secret_value()])
         message = f"{self.key}: HTTP {status}" + (f" ({detail})" if detail else "")
         error = ProviderError(PROVIDER_ERROR, str(status), message, retry_after=retry_after,
                               provider=self.key, status_code=status)
@@ -375,10 +377,12 @@ async def _read_prefix(response: httpx.Response) -> bytes:
     return bytes(body)
 
 
-def _upstream_code(body: bytes) -> str | None:
-    """The upstream's machine-readable error code or type, if it is a short safe token.
+def upstream_code(body: bytes, secrets: Sequence[str]) -> str | None:
+    """The upstream's machine-readable error code or type, if it is a short token safe to show.
 
-    The upstream's free-text message is deliberately dropped: it may quote the request.
+    The upstream's free-text message is deliberately dropped: it may quote the request. A code is
+    dropped too when it holds one of ``secrets`` (or a piece of one) or looks like a credential
+    to ``otel.redaction`` (some gateways echo the caller's key as the code).
     """
     try:
         obj = json.loads(body)
@@ -390,7 +394,14 @@ def _upstream_code(body: bytes) -> str | None:
     for key in ("code", "type"):
         value = err.get(key)
         if isinstance(value, (str, int)) and not isinstance(value, bool):
-            value = str(value)
-            if _TOKEN.match(value):
-                return value
+            if _is_safe_code(str(value), secrets):
+                return str(value)
     return None
+
+
+def _is_safe_code(code: str, secrets: Sequence[str]) -> bool:
+    """A short token that is no secret, no piece of one, and nothing ``scrub`` would mask."""
+    if not _TOKEN.match(code) or redaction.scrub(code, secrets) != code:
+        return False
+    return not any(secret and len(code) >= _KEY_FRAGMENT_CHARS and code in secret
+                   for secret in secrets)

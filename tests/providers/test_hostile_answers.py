@@ -13,6 +13,7 @@ from aiohttp import web
 
 from app.fake_llm import SEPARATOR_TEXT, answer_for, content_pieces
 from app.providers.base import ChatRequest, ProviderError
+from app.providers.openai_compat import upstream_code
 from otel import names
 
 from .conftest import API_KEY, FakeUpstream, Telemetry, settings_for
@@ -163,3 +164,48 @@ async def test_raw_line_separators_in_the_answer_arrive_intact(
     assert "".join(chunks) == (expected if stream else "")
     assert provider.breaker.consecutive_failures == 0
     assert names.ERROR_TYPE not in telemetry.genai_spans()[0].attributes
+
+
+# --- upstream error codes ---------------------------------------------------------------------
+
+async def test_an_error_code_echoing_the_key_reaches_neither_client_nor_span(
+        fake: FakeUpstream, telemetry: Telemetry, make_registry) -> None:
+    await fake.fault(401, echo_key=True)
+    registry = make_registry(settings_for(fake))
+    provider, model = registry.resolve("glm-4.5")
+    with pytest.raises(ProviderError) as caught:
+        await provider.chat(_request(model, False))
+    # the echoed code is dropped; the upstream's error type is still shown
+    assert caught.value.message == "glm: HTTP 401 (server_error)"
+    assert API_KEY not in repr(caught.value)
+    assert API_KEY not in telemetry.spans_json()
+    assert telemetry.genai_spans()[0].status.description == "glm: HTTP 401 (server_error)"
+
+
+KEY = "sk-live-0123456789abcdefKEYCANARY"
+
+
+def _body(code: object, kind: object = None) -> bytes:
+    return json.dumps({"error": {"code": code, "type": kind, "message": KEY}}).encode()
+
+
+@pytest.mark.parametrize("body, shown", [
+    (_body("rate_limit_reached_error"), "rate_limit_reached_error"),
+    (_body(1113), "1113"),
+    (_body("1113"), "1113"),
+    (_body(None, "invalid_authentication_error"), "invalid_authentication_error"),
+    (_body(KEY, "invalid_authentication_error"), "invalid_authentication_error"),
+    (_body(KEY), None),
+    (_body(f"bad_{KEY}"), None),
+    (_body(KEY[:12]), None),  # a fragment of the key
+    (_body("sk-0123456789abcdefXYZ"), None),  # someone's key
+    (_body("0123456789abcdef0123456789abcdef.ABCDEFGHijklmnop"), None),  # a GLM-style key
+    (_body("eyJhbGciOi.eyJzdWIiOi.c2lnbmF0dXJl"), None),  # a JWT
+    (_body("a" * 40), None),  # a long opaque token
+    (_body("has space"), None),
+    (_body(True), None),
+    (b"not json", None),
+    (b'{"error": "flat"}', None),
+])
+def test_upstream_code_keeps_short_codes_and_drops_secrets(body: bytes, shown: str | None) -> None:
+    assert upstream_code(body, [KEY]) == shown
