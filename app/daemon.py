@@ -41,7 +41,7 @@ class Daemon:
         }
         tools = ToolRegistry([
             ChatTool(self.providers, provider_slots, self.threads, self.archive,
-                     settings.max_conversation_turns),
+                     settings.max_conversation_turns, settings.max_turn_chars),
             ListModelsTool(self.providers),
             StatusTool(self.health_report),
             VersionTool(),

@@ -1,4 +1,9 @@
-"""The ``chat`` tool: one turn of a conversation thread, answered by Kimi or GLM."""
+"""The ``chat`` tool: one turn of a conversation thread, answered by Kimi or GLM.
+
+The client gets the whole answer (already bounded by the provider's response cap); the thread and
+the archive keep at most ``max_turn_chars`` characters of each turn, cut with a visible marker, so
+one long turn cannot make every later call of the conversation carry it, nor fill the store.
+"""
 
 from __future__ import annotations
 
@@ -55,12 +60,13 @@ class ChatTool:
     arguments: ClassVar[type[BaseModel]] = ChatArguments
 
     def __init__(self, providers: ProviderRegistry, provider_slots: dict[str, Slots],
-                 threads: Any, archive: Any, max_turns: int) -> None:
+                 threads: Any, archive: Any, max_turns: int, max_turn_chars: int) -> None:
         self._providers = providers
         self._provider_slots = provider_slots
         self._threads = threads
         self._archive = archive
         self._max_turns = max_turns
+        self._max_turn_chars = max_turn_chars
 
     async def run(self, args: ChatArguments, ctx: CallContext) -> ToolResult:
         provider, model = self._providers.resolve(args.model)
@@ -93,7 +99,8 @@ class ChatTool:
             raise ToolError(ErrorCode(exc.code), str(exc), details=details,
                             error_type=exc.error_type) from None
 
-        new_turns = [Turn("user", args.prompt), Turn("assistant", result.text)]
+        new_turns = [Turn("user", cut_for_thread(args.prompt, self._max_turn_chars)),
+                     Turn("assistant", cut_for_thread(result.text, self._max_turn_chars))]
         await self._threads.append(continuation_id, new_turns)
         await self._archive.record_turn(continuation_id, ctx.session_id, new_turns,
                                         {"provider": provider.key, "model": result.model,
@@ -140,3 +147,11 @@ class ChatTool:
                             "no conversation with that continuation_id (expired or unknown)",
                             details={"continuation_id": continuation_id})
         return list(turns)
+
+
+def cut_for_thread(text: str, limit: int) -> str:
+    """``text`` as a thread keeps it: the first ``limit`` characters, and a marker saying how many
+    were left out, so whoever reads the thread back sees that it was cut."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}\n[... cut: {len(text) - limit} characters not kept]"
