@@ -9,8 +9,9 @@ records ``db.client.operation.duration`` itself.
 from __future__ import annotations
 
 import json
+import re
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
@@ -19,9 +20,10 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from otel import names
+from otel.redaction import scrub
 
 from .turns import Turn
 
@@ -32,7 +34,13 @@ CONNECT_TIMEOUT_SECS = 1.0
 # One immediate retry on a connection error reconnects a pooled connection that a Redis restart
 # left stale. A timeout is not retried: a hung Redis would only cost the chat another timeout.
 RETRY = Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
-MAX_ERROR_CHARS = 300
+# redis-py's note on a failed pipeline command: "Command # 1 (RPUSH key <turn JSON>) of pipeline
+# caused error: ('<the reply>',)". Greedy up to the last "of pipeline": the quoted arguments may
+# hold anything, that phrase included.
+_PIPELINE_COMMAND = re.compile(r"Command # \d+ \(.*\) of pipeline caused error: ", re.DOTALL)
+# The error code a Redis error reply starts with (OOM, WRONGTYPE, READONLY...), past the quote
+# and parenthesis of the pipeline note.
+_REPLY_CODE = re.compile(r"[('\"]*([A-Z][A-Z_]+)\b")
 
 # What "Redis is unavailable" looks like: the store falls back to memory on these.
 REDIS_FAILURES: tuple[type[BaseException], ...] = (RedisError, OSError)
@@ -42,6 +50,31 @@ def error_type(exc: BaseException) -> str:
     """A bounded ``error.type`` value: the exception's fully qualified class name."""
     cls = type(exc)
     return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+
+
+def describe_error(exc: BaseException, secrets: Iterable[str] = ()) -> str:
+    """What failed, never the data: fit for the console, exported logs and ``/health``.
+
+    An error reply from the server is its class and error code ("OutOfMemoryError: OOM"), since
+    redis-py quotes the failed command's arguments (a user's turn) into it, and a reply may quote
+    them too ("unknown command ..., with args beginning with: ..."). Other errors (connection,
+    timeout) keep their text, without any quoted command, scrubbed of ``secrets`` and controls.
+    """
+    name = type(exc).__name__
+    if isinstance(exc, ResponseError):
+        code = _reply_code(exc)
+        return f"{name}: {code}" if code else name
+    text = _PIPELINE_COMMAND.sub("", str(exc))
+    return scrub(f"{name}: {text}", secrets) if text else name
+
+
+def _reply_code(exc: ResponseError) -> str | None:
+    """The reply's error code: the one redis-py took off the message, else its first word."""
+    code = getattr(exc, "status_code", None)  # redis-py 8 keeps the code it mapped to a class
+    if code:
+        return str(code)
+    match = _REPLY_CODE.match(_PIPELINE_COMMAND.sub("", str(exc)))
+    return match.group(1) if match else None
 
 
 class RedisThreads:
@@ -100,10 +133,7 @@ class RedisThreads:
 
     def describe(self, exc: BaseException) -> str:
         """A short, secret-free account of a failure, fit for logs and health answers."""
-        text = f"{type(exc).__name__}: {exc}"
-        if self._password:
-            text = text.replace(self._password, "***")
-        return text[:MAX_ERROR_CHARS]
+        return describe_error(exc, (self._password,) if self._password else ())
 
     @asynccontextmanager
     async def _measure(self, operation: str) -> AsyncIterator[None]:
