@@ -5,10 +5,11 @@ reaches it and replies can never be mixed up. Every request gets a SERVER span p
 client's ``_meta`` trace context, and every reply carries that span's ``trace_id``.
 
 A session holds bounded work whatever the client does (:class:`SessionLimits`): past a number
-of frames (or bytes of frames) in processing it stops reading, so the client's own socket
-buffer fills instead of the daemon's memory; a reply the client does not read within the send
-timeout ends the session (it is not reading); a session with nothing to do closes after the idle
-timeout.
+of frames (or bytes of frames) in processing, calls are refused with ``OVER_CAPACITY`` and other
+frames are answered before the next one is read, so a client that does not read its answers
+stops the read loop at its own socket instead of filling the daemon's memory; a reply the client
+does not read within the send timeout ends the session (it is not reading); a session with
+nothing to do closes after the idle timeout.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ from .tools.base import CallContext, ToolRegistry
 log = logging.getLogger(__name__)
 
 CANCEL_WAIT_SECS = 5.0
+# What a call refused for the session's backlog is told to wait before trying again.
+BACKLOG_RETRY_AFTER_SECS = 1.0
 MAX_ATTRIBUTE_LENGTH = 256
 
 
@@ -79,8 +82,6 @@ class Session:
         self._inst = services.instruments
         self._pending_frames = 0
         self._pending_bytes = 0
-        self._room = asyncio.Event()
-        self._room.set()
         self._slots = Slots("session", services.session_max_inflight, services.slot_wait_secs)
         self._bucket = TokenBucket(services.rate_limit_per_sec, services.rate_limit_burst)
         self._calls: dict[str, asyncio.Task[None]] = {}
@@ -97,8 +98,10 @@ class Session:
         """Serve requests until the client goes away; then cancel whatever is still running."""
         try:
             while (message := await self._next_frame()) is not None:
-                self._handle_frame(message)
-                await self._room.wait()  # backpressure: read on only when there is room
+                if self._backlogged():
+                    await self._handle_inline(message)
+                else:
+                    self._handle_frame(message)
         except ConnectionClosed:
             pass
         finally:
@@ -121,51 +124,76 @@ class Session:
                 await self.ws.close(protocol.CLOSE_IDLE_TIMEOUT, "idle timeout")
                 return None
 
-    def _handle_frame(self, message: str | bytes) -> None:
+    def _backlogged(self) -> bool:
+        return (self._pending_frames >= self._limits.max_pending_frames
+                or self._pending_bytes >= self._limits.max_pending_bytes)
+
+    def _parse(self, message: str | bytes) -> protocol.Request | dict[str, Any]:
+        """The request in a frame, or the error frame that answers it."""
         if isinstance(message, bytes):
-            self._spawn(self._send(protocol.error_frame(
-                ErrorCode.INVALID_REQUEST, "binary frames are not supported; send JSON text")),
-                len(message))
-            return
+            return protocol.error_frame(ErrorCode.INVALID_REQUEST,
+                                        "binary frames are not supported; send JSON text")
         self._inst.websocket_io.add(len(message), {names.NETWORK_IO_DIRECTION: "receive"})
         try:
-            request = protocol.parse_request(protocol.parse_json_object(message))
+            return protocol.parse_request(protocol.parse_json_object(message))
         except protocol.FrameError as error:
-            self._spawn(self._send(protocol.error_frame(error.code, error.message,
-                                                        error.request_id)), len(message))
-            return
-        if request.op == "ping":
-            self._spawn(self._send(protocol.pong(request.request_id)), len(message))
+            return protocol.error_frame(error.code, error.message, error.request_id)
+
+    def _handle_frame(self, message: str | bytes) -> None:
+        """Start the frame's work in its own task, accounted against the pending bounds."""
+        request = self._parse(message)
+        size = len(message)
+        if isinstance(request, dict):
+            self._spawn(self._send(request), size)
+        elif request.op == "ping":
+            self._spawn(self._send(protocol.pong(request.request_id)), size)
         elif request.op == "list_tools":
-            self._spawn(self._list_tools(request), len(message))
+            self._spawn(self._list_tools(request), size)
         elif request.op == "cancel":
-            self._spawn(self._cancel(request.request_id), len(message))
+            self._spawn(self._cancel(request.request_id), size)
         else:
             duplicate = request.request_id in self._calls
-            task = self._start(self._call(request, duplicate), len(message))
+            refusal = ToolError(
+                ErrorCode.DUPLICATE_REQUEST_ID,
+                "a call with this request_id is already in flight on this session",
+            ) if duplicate else None
+            task = self._start(self._call(request, refusal), size)
             if duplicate:
                 self._track(task)
             else:
                 self._calls[request.request_id] = task
                 task.add_done_callback(lambda _t, rid=request.request_id: self._forget(rid, _t))
 
+    async def _handle_inline(self, message: str | bytes) -> None:
+        """Past the pending bounds, answer in the read loop itself: a call is refused with
+        OVER_CAPACITY at once, anything else is answered before the next frame is read. The
+        session keeps reading (so keepalive pongs still arrive), holds no more work, and a
+        client that does not read its answers stops the loop at the socket instead."""
+        request = self._parse(message)
+        if isinstance(request, dict):
+            await self._send(request)
+        elif request.op == "ping":
+            await self._send(protocol.pong(request.request_id))
+        elif request.op == "list_tools":
+            await self._list_tools(request)
+        elif request.op == "cancel":
+            await self._cancel(request.request_id)
+        else:
+            await self._call(request, ToolError(
+                ErrorCode.OVER_CAPACITY, "too much work in processing on this session",
+                details={"retry_after": BACKLOG_RETRY_AFTER_SECS, "scope": "session"},
+                error_type="backlog"))
+
     def _start(self, coro: Any, size: int) -> asyncio.Task[None]:
-        """Run one frame's work in a task, accounted against the session's pending bounds."""
         task = asyncio.create_task(coro)
         self._pending_frames += 1
         self._pending_bytes += size
-        if (self._pending_frames >= self._limits.max_pending_frames
-                or self._pending_bytes >= self._limits.max_pending_bytes):
-            self._room.clear()
         task.add_done_callback(lambda _t: self._finished(size))
         return task
 
     def _finished(self, size: int) -> None:
         self._pending_frames -= 1
         self._pending_bytes -= size
-        if (self._pending_frames < self._limits.max_pending_frames
-                and self._pending_bytes < self._limits.max_pending_bytes):
-            self._room.set()
 
     def _spawn(self, coro: Any, size: int) -> None:
         self._track(self._start(coro, size))
@@ -224,8 +252,9 @@ class Session:
                                              {names.MCP_METHOD_NAME: "tools/list"})
         await self._send(protocol.list_tools_result(request.request_id, tools, trace_id))
 
-    async def _call(self, request: protocol.Request, duplicate: bool) -> None:
-        """Run one tool call inside its SERVER span and send exactly one ``call_tool_res``."""
+    async def _call(self, request: protocol.Request, refusal: ToolError | None = None) -> None:
+        """Run one tool call inside its SERVER span and send exactly one ``call_tool_res``;
+        ``refusal`` is the answer decided before the call could start (duplicate id, backlog)."""
         assert request.name is not None
         known = request.name in self._services.tools
         tool_label = request.name if known else names.OTHER_VALUE
@@ -248,7 +277,7 @@ class Session:
                 attributes=attributes, record_exception=False,
                 set_status_on_exception=False) as span:
             try:
-                reply, error_type = await self._answer(request, duplicate, span)
+                reply, error_type = await self._answer(request, refusal, span)
                 await self._send(reply)
             finally:
                 metric_attributes = {names.MCP_METHOD_NAME: "tools/call",
@@ -258,12 +287,12 @@ class Session:
                 self._inst.operation_duration.record(time.perf_counter() - started,
                                                      metric_attributes)
 
-    async def _answer(self, request: protocol.Request, duplicate: bool,
+    async def _answer(self, request: protocol.Request, refusal: ToolError | None,
                       span: trace.Span) -> tuple[dict[str, Any], str | None]:
         """The ``call_tool_res`` frame for one call, and its ``error.type`` (None on success)."""
         trace_id = trace_id_hex(span)
         try:
-            return await self._execute(request, duplicate, trace_id), None
+            return await self._execute(request, refusal, trace_id), None
         except ToolError as error:
             return self._failure(span, request.request_id, error, trace_id), error.error_type
         except ClientCancelled:
@@ -301,11 +330,10 @@ class Session:
         log.info("call %s failed: %s", request_id, error.code.value)
         return protocol.call_failed(request_id, error.to_dict(), trace_id)
 
-    async def _execute(self, request: protocol.Request, duplicate: bool,
+    async def _execute(self, request: protocol.Request, refusal: ToolError | None,
                        trace_id: str) -> dict[str, Any]:
-        if duplicate:
-            raise ToolError(ErrorCode.DUPLICATE_REQUEST_ID,
-                            "a call with this request_id is already in flight on this session")
+        if refusal is not None:
+            raise refusal
         wait = self._bucket.take()
         if wait > 0:
             raise ToolError(ErrorCode.OVER_CAPACITY, "session rate limit exceeded",
