@@ -7,59 +7,29 @@ and ``/health`` (which needs no token), so it must name the error, not the data.
 
 from __future__ import annotations
 
-import io
 import json
-import logging
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
-from opentelemetry.sdk._logs import LoggerProvider
-from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 from app.storage.redis_store import KEY_PREFIX, describe_error
 from app.storage.turns import Turn
-from otel.logs import bridge_handler, console_handler
+from tests.harness.log_capture import LogOutput, captured_logs
 
 PROMPT = "Initech merger: my private prompt"
 SECRET_WORD = "Initech"  # redis-py cuts the quoted command short: its start is what leaks
 STORAGE_LOG = "app.storage"
 
 
-@dataclass
-class LogOutput:
-    console: io.StringIO
-    exported: InMemoryLogRecordExporter
-
-    def everything(self) -> str:
-        """The console text and every exported record's body and attributes, as one text."""
-        records = [{"body": str(r.log_record.body), **dict(r.log_record.attributes or {})}
-                   for r in self.exported.get_finished_logs()]
-        return self.console.getvalue() + json.dumps(records, default=str)
-
-
 @pytest.fixture
 def log_output() -> Iterator[LogOutput]:
     """The daemon's console handler and OTel bridge, on the storage loggers."""
-    logger = logging.getLogger(STORAGE_LOG)
-    exporter = InMemoryLogRecordExporter()
-    provider = LoggerProvider()
-    provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
-    stream = io.StringIO()
-    handlers = [console_handler(stream), bridge_handler(provider)]
-    previous_level = logger.level
-    logger.setLevel(logging.INFO)
-    for handler in handlers:
-        logger.addHandler(handler)
-    yield LogOutput(stream, exporter)
-    for handler in handlers:
-        logger.removeHandler(handler)
-    logger.setLevel(previous_level)
-    provider.shutdown()
+    with captured_logs(STORAGE_LOG) as output:
+        yield output
 
 
 async def _config(url: str, **settings: object) -> None:
