@@ -306,6 +306,12 @@ def build_archive(settings: "Settings", instruments: "Instruments | None" = None
         # A typo must not stop the daemon from chatting; health shows it instead.
         log.error("Supabase archive off: SUPABASE_URL is not an http(s) URL")
         return DisabledArchive("SUPABASE_URL is not an http(s) URL", status=DEGRADED)
+    if not (key.isascii() and key.isprintable()):
+        # httpx would refuse the header and quote it, key and all, into every error, span and
+        # /health answer; a line break pasted into the value is the usual cause.
+        reason = "SUPABASE_SERVICE_ROLE_KEY holds a character an HTTP header cannot carry"
+        log.error("Supabase archive off: %s (a line break?)", reason)
+        return DisabledArchive(reason, status=DEGRADED)
     owned = None
     if redis is None and settings.redis_url:
         import redis.asyncio as redis_asyncio

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any
 
 import httpx
 from postgrest.exceptions import APIError
+
+from otel.redaction import scrub
 
 # SQLSTATE classes 22 (data exception: value too long, bad timestamp...) and 23 (integrity
 # constraint: check, not-null, foreign key, unique) mean the row itself is bad: sending it again
@@ -41,22 +44,28 @@ class RejectedWrite(ArchiveError):
     """Supabase refused the row itself (constraint or type error): retrying cannot help."""
 
 
-def classify(exc: BaseException) -> ArchiveError:
-    """Turn whatever supabase-py / httpx raised into one of the archive's errors."""
+def classify(exc: BaseException, secrets: Iterable[str] = ()) -> ArchiveError:
+    """Turn whatever supabase-py / httpx raised into one of the archive's errors.
+
+    Its message and hint reach the log, span events and ``/health`` (which needs no token), so
+    they are scrubbed of ``secrets`` (the service key), secret-like runs and control characters.
+    """
     if isinstance(exc, ArchiveError):
         return exc
     if isinstance(exc, APIError):
         code = str(exc.code) if exc.code is not None else None
-        message = exc.message or "Supabase request failed"
+        message = scrub(exc.message or "Supabase request failed", secrets)
+        hint = scrub(str(exc.hint), secrets) if exc.hint else None
         cls = RejectedWrite if code and _POISON_SQLSTATE.match(code) else ArchiveUnavailable
-        return cls(message, code=code, hint=exc.hint, details=exc.details,
+        return cls(message, code=code, hint=hint, details=exc.details,
                    error_type=code or "api_error")
     if isinstance(exc, httpx.HTTPStatusError):
         status = str(exc.response.status_code)
         return ArchiveUnavailable(f"HTTP {status}", code=status, error_type=status)
+    name = type(exc).__name__
     if isinstance(exc, (httpx.HTTPError, OSError, TimeoutError)):
-        return ArchiveUnavailable(str(exc) or type(exc).__name__, error_type=type(exc).__name__)
-    return ArchiveUnavailable(f"{type(exc).__name__}: {exc}", error_type=type(exc).__name__)
+        return ArchiveUnavailable(scrub(str(exc), secrets) or name, error_type=name)
+    return ArchiveUnavailable(scrub(f"{name}: {exc}", secrets), error_type=name)
 
 
 def is_poison(exc: BaseException) -> bool:

@@ -30,6 +30,9 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from app.storage.redis_store import describe_error
+from otel.redaction import scrub
+
 from .rows import format_timestamp
 
 log = logging.getLogger("exai.persistence")
@@ -114,11 +117,13 @@ class Outbox:
     async def _redis(self, coro: Any) -> Any:
         try:
             result = await asyncio.wait_for(coro, self.redis_timeout_secs)
-        except _REDIS_ERRORS:
+        except _REDIS_ERRORS as exc:
+            # Described, not with exc_info: redis-py quotes a failed pipeline command into its
+            # error, and the outbox's commands carry the turns' content.
             if self.redis_ok:
-                log.warning("Redis failed under the Supabase outbox; writes wait in memory until "
-                            "it is back (they are lost if the daemon stops before then)",
-                            exc_info=True)
+                log.warning("Redis failed under the Supabase outbox (%s); writes wait in memory "
+                            "until it is back (they are lost if the daemon stops before then)",
+                            describe_error(exc))
             self.redis_ok = False
             raise
         if self.redis_ok is False:
@@ -176,8 +181,9 @@ class Outbox:
             while await self._redis(self.redis.lmove(self.processing_key, self.pending_key,
                                                      "RIGHT", "RIGHT")) is not None:
                 moved += 1
-        except _REDIS_ERRORS:
-            log.warning("could not recover in-flight outbox writes now; will retry", exc_info=True)
+        except _REDIS_ERRORS as exc:
+            log.warning("could not recover in-flight outbox writes now (%s); will retry",
+                        describe_error(exc))
         if moved:
             log.info("Supabase outbox: %d write(s) left in flight by an earlier run re-queued", moved)
         return moved
@@ -199,8 +205,10 @@ class Outbox:
             try:
                 return Claim(OutboxEntry.loads(raw), "redis", raw)
             except (ValueError, KeyError, TypeError) as exc:
-                log.error("undecodable Supabase outbox entry moved to dead letters: %s", exc)
-                await self._park({"error": {"code": "undecodable", "message": str(exc)},
+                # Scrubbed and cut short: a ValueError quotes the value it could not convert.
+                reason = scrub(f"{type(exc).__name__}: {exc}")
+                log.error("undecodable Supabase outbox entry moved to dead letters: %s", reason)
+                await self._park({"error": {"code": "undecodable", "message": reason},
                                   "raw": raw.decode("utf-8", "replace")
                                   if isinstance(raw, bytes) else raw}, raw)
 
@@ -211,10 +219,11 @@ class Outbox:
             return
         try:
             await self._redis(self.redis.lrem(self.processing_key, 1, claim.raw))
-        except _REDIS_ERRORS:
+        except _REDIS_ERRORS as exc:
             # It stays in processing and is delivered again after a restart: harmless, the
             # upserts are idempotent.
-            log.warning("could not remove a delivered write from the outbox", exc_info=True)
+            log.warning("could not remove a delivered write from the outbox (%s)",
+                        describe_error(exc))
 
     async def dead_letter(self, claim: Claim, record: dict[str, Any]) -> None:
         """Park a rejected write (``record`` says why) and take it out of the queue."""
@@ -234,9 +243,9 @@ class Outbox:
             if raw is not None:
                 pipe.lrem(self.processing_key, 1, raw)
             await self._redis(pipe.execute())
-        except _REDIS_ERRORS:
+        except _REDIS_ERRORS as exc:
             self._memory_dead.appendleft(record)
-            log.warning("dead letter kept in memory only (Redis failed)", exc_info=True)
+            log.warning("dead letter kept in memory only (Redis failed: %s)", describe_error(exc))
 
     def _remove_memory(self, entry: OutboxEntry) -> None:
         for index, candidate in enumerate(self._memory):

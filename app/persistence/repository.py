@@ -33,10 +33,11 @@ class SupabaseRepository:
     """Reads and writes the two archive tables; raises only ``ArchiveError`` subclasses."""
 
     def __init__(self, client: AsyncClient, http: httpx.AsyncClient,
-                 telemetry: SupabaseTelemetry) -> None:
+                 telemetry: SupabaseTelemetry, key: str) -> None:
         self._client = client
         self._http = http
         self._telemetry = telemetry
+        self._secrets = (key,)
 
     @classmethod
     async def connect(cls, url: str, key: str, telemetry: SupabaseTelemetry, *,
@@ -59,7 +60,7 @@ class SupabaseRepository:
         except Exception:
             await http.aclose()
             raise
-        return cls(client, http, telemetry)
+        return cls(client, http, telemetry, key)
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -69,7 +70,9 @@ class SupabaseRepository:
             try:
                 return await builder.execute()
             except Exception as exc:  # every failure leaves as an ArchiveError
-                raise classify(exc) from exc
+                # Not chained: the span records the exception's traceback, and the original's
+                # text carries PostgREST's details ("Failing row contains (...)": the content).
+                raise classify(exc, self._secrets) from None
 
     async def upsert_conversation(self, row: dict[str, Any]) -> str:
         """Insert or update the conversation keyed on ``continuation_id``; returns its ``id``."""
