@@ -60,7 +60,8 @@ class ProviderError(Exception):
 
     ``code`` is the daemon's error code for the client; ``error_type`` is a low-cardinality label
     for telemetry ("429", "500", "timeout", "connect_error", "network_error", "circuit_open",
-    "no_api_key", "invalid_response", "stream_error"); ``retry_after`` is a hint in seconds.
+    "no_api_key", "invalid_response", "stream_error", "response_too_large"); ``retry_after`` is a
+    hint in seconds.
     The message never contains the API key, the prompt or the upstream's error text.
     """
 
