@@ -16,6 +16,7 @@ from collections import deque
 from typing import Any
 
 from app.client import DaemonClient, HandshakeError
+from otel.redaction import scrub
 
 from .backoff import backoff_delays
 from .settings import BridgeSettings
@@ -106,7 +107,7 @@ class DaemonLink:
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # noqa: BLE001 - any failure means: try again later
-                self._last_error = _describe(error)
+                self._last_error = _describe(error, (self._settings.token,))
                 failures += 1
                 # The first failure of a streak is worth a warning; the rest would be a flood.
                 log.log(logging.WARNING if failures == 1 else logging.DEBUG,
@@ -135,10 +136,14 @@ class DaemonLink:
             await asyncio.sleep(next(delays))
 
 
-def _describe(error: Exception) -> str:
+def _describe(error: Exception, secrets: tuple[str, ...]) -> str:
+    """Why a connection failed, for the log and for every tool call's error while it lasts:
+    scrubbed of ``secrets`` and controls, since the text comes from a library or the peer."""
     if isinstance(error, HandshakeError):
-        return f"the daemon refused the hello: {error.error}" + (
+        text = f"the daemon refused the hello: {error.error}" + (
             " (check EXAI_WS_TOKEN)" if error.error == "unauthorized" else "")
-    if isinstance(error, TimeoutError):
-        return "timed out connecting"
-    return f"{type(error).__name__}: {error}"[:300]
+    elif isinstance(error, TimeoutError):
+        text = "timed out connecting"
+    else:
+        text = f"{type(error).__name__}: {error}"
+    return scrub(text, secrets)
