@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from otel.redaction import SECRET_PATTERNS
 from tests.harness.alertmanager import AM_CONFIG, check_config, render_config
 from tests.harness.collector import CONFIG, REPO, STANDIN_CONFIG, collector_binary, validate
 from tests.harness.procs import require_binary
@@ -174,3 +175,14 @@ def test_transform_scrubs_with_the_same_patterns_as_redaction() -> None:
         used = [re.match(rf'replace_pattern\({re.escape(field)}, "(.*)", "\*\*\*\*"\)$', st)
                 for st in statements if st.startswith(f"replace_pattern({field},")]
         assert [m.group(1) for m in used if m] == blocked, field
+
+
+def test_the_daemon_scrubs_with_the_collector_s_secret_patterns() -> None:
+    """otel.redaction (first line of defence) and the collector (second) mask the same secrets.
+
+    The collector's patterns avoid backslashes (they are reused inside OTTL strings), so
+    ``[[:space:]]`` stands where Python writes ``\\s``.
+    """
+    config = yaml.safe_load(CONFIG.read_text())
+    blocked = config["processors"]["redaction/content_keep"]["blocked_values"]
+    assert list(SECRET_PATTERNS) == [p.replace("[[:space:]]", r"\s") for p in blocked]
