@@ -30,7 +30,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from app.storage.redis_store import describe_error
+from app.storage.redis_store import describe_error, quiet_pipeline
 from otel.redaction import scrub
 
 from .rows import format_timestamp
@@ -237,7 +237,7 @@ class Outbox:
     async def _park(self, record: dict[str, Any], raw: str | bytes | None) -> None:
         payload = json.dumps(record, ensure_ascii=False, default=str)
         try:
-            pipe = self.redis.pipeline(transaction=True)
+            pipe = quiet_pipeline(self.redis)  # the dead letter holds the content
             pipe.lpush(self.dead_key, payload)
             pipe.ltrim(self.dead_key, 0, self.dead_limit - 1)
             if raw is not None:

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from opentelemetry.metrics import Histogram
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -77,6 +78,26 @@ def _reply_code(exc: ResponseError) -> str | None:
     return match.group(1) if match else None
 
 
+def quiet_pipeline(client: Redis, transaction: bool = True) -> Pipeline:
+    """``client.pipeline()`` whose errors name a failed command but not its arguments.
+
+    redis-py writes the failed command, arguments and all (a user's turn), into the error while
+    the Redis instrumentation's client span is still open, so the span's status and exception
+    event would quote it; ``describe_error`` cannot reach those.
+    """
+    pipe = client.pipeline(transaction=transaction)
+    pipe.annotate_exception = _annotate_with_command_name  # type: ignore[method-assign]
+    return pipe
+
+
+def _annotate_with_command_name(exception: Exception, number: int,
+                                command: Sequence[object]) -> None:
+    """redis-py's ``Pipeline.annotate_exception``, without the arguments."""
+    name = command[0] if command else "?"
+    exception.args = (f"Command # {number} ({name!s}) of pipeline caused error: "
+                      f"{exception.args}", *exception.args[1:])
+
+
 class RedisThreads:
     """Threads in Redis with the TTL and turn limit applied atomically on every append."""
 
@@ -105,7 +126,7 @@ class RedisThreads:
         """Append, trim to the newest turns and refresh the TTL in one MULTI; return the thread."""
         key = self.key(continuation_id)
         async with self._measure("RPUSH LTRIM PEXPIRE LRANGE"):
-            async with self._client.pipeline(transaction=True) as pipe:
+            async with quiet_pipeline(self._client) as pipe:
                 pipe.rpush(key, *_encode(turns))
                 pipe.ltrim(key, -self._max_turns, -1)
                 pipe.pexpire(key, self._ttl_ms)
@@ -117,7 +138,7 @@ class RedisThreads:
         """Overwrite a thread with ``turns`` (idempotent, so a write-back may safely be retried)."""
         key = self.key(continuation_id)
         async with self._measure("DEL RPUSH LTRIM PEXPIRE"):
-            async with self._client.pipeline(transaction=True) as pipe:
+            async with quiet_pipeline(self._client) as pipe:
                 pipe.delete(key)
                 pipe.rpush(key, *_encode(turns))
                 pipe.ltrim(key, -self._max_turns, -1)
