@@ -2,7 +2,8 @@
 takes), numbers too long for Python's int, control characters meant to forge console lines.
 
 Each is answered with an error frame on a session that stays usable, and costs neither this
-session nor any other its replies or telemetry.
+session nor any other its replies or telemetry. Last, a prompt Redis refuses to store: its text
+must not come back out through error text (console, exported logs and spans, ``/health``).
 """
 
 from __future__ import annotations
@@ -14,15 +15,18 @@ import logging
 import re
 from collections.abc import Iterator
 
+import httpx
 import pytest
 from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+from redis.asyncio import Redis
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from otel.logs import bridge_handler, console_handler
+from tests.harness.redis_server import redis_process
 
 from .conftest import TOKEN, eventually
 
@@ -211,6 +215,37 @@ async def test_client_text_cannot_forge_console_lines_or_exported_records(runnin
     exported = [str(r.log_record.body) for r in capture.logs() if "forge" in str(r.log_record.body)]
     assert exported and all("\n" not in body and "\x1b" not in body for body in exported)
 
+
+
+# --- a prompt Redis refuses ----------------------------------------------------------------
+
+async def test_a_prompt_redis_refuses_stays_out_of_error_text(start_daemon, tmp_path, console,
+                                                              capture):
+    secret_word = "Initech"
+    redis = redis_process(tmp_path / "redis").start()
+    daemon = await start_daemon(use_redis=False, REDIS_URL=redis.url)  # type: ignore[attr-defined]
+    client = await daemon.client()
+    try:
+        async with Redis.from_url(redis.url) as raw:  # type: ignore[attr-defined]
+            await raw.config_set("maxmemory-policy", "noeviction")
+            await raw.config_set("maxmemory", 1)  # every write is refused: OOM
+        reply = await client.call_tool("chat", {"prompt": f"{secret_word} merger: keep quiet"})
+        assert reply["ok"], reply  # served from memory meanwhile
+        async with httpx.AsyncClient() as http:
+            health = (await http.get(f"{daemon.health_url}/health")).json()
+    finally:
+        await client.close()
+        redis.stop()
+    assert health["components"]["storage"]["last_error"] == "OutOfMemoryError: OOM"
+    assert "OutOfMemoryError: OOM" in console.getvalue()
+    exported = [{"body": str(r.log_record.body), **dict(r.log_record.attributes or {})}
+                for r in capture.logs()]
+    # Span attributes may hold the prompt by design (GenAI content capture); error text may not.
+    errors = [[s.status.description, *(dict(e.attributes or {}) for e in s.events)]
+              for s in capture.spans()]
+    for text in (json.dumps(health), console.getvalue(), json.dumps(exported, default=str),
+                 json.dumps(errors, default=str)):
+        assert secret_word not in text
 
 
 # --- the two handlers on their own ---------------------------------------------------------
