@@ -250,7 +250,8 @@ async def test_no_daemon_is_a_clear_error_not_a_hang(bridge):
 
 
 async def test_a_wrong_token_says_so(daemon, bridge):
-    async with bridge(daemon.url, EXAI_WS_TOKEN="wrong-token", EXAI_MCP_CONNECT_WAIT_SECS="1") \
+    # The wait covers the daemon's one-second answer to a wrong token.
+    async with bridge(daemon.url, EXAI_WS_TOKEN="wrong-token", EXAI_MCP_CONNECT_WAIT_SECS="3") \
             as session:
         with pytest.raises(MCPError) as failure:
             await session.call_tool("version", {})
