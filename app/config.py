@@ -110,6 +110,18 @@ class Settings(BaseSettings):
             raise ValueError("must be at least 1")
         return value
 
+    @field_validator("ws_token", "kimi_api_key", "glm_api_key")
+    @classmethod
+    def _header_safe(cls, value: SecretStr) -> SecretStr:
+        """Secrets travel in HTTP headers and the hello: surrounding whitespace (a ``$(cat f)``
+        newline) is dropped, and anything else a header cannot carry is refused at start, since
+        httpx would quote the offending header, secret included, in its error."""
+        secret = value.get_secret_value().strip()
+        if not all(" " < char < "\x7f" for char in secret):
+            raise ValueError("holds a character an HTTP header cannot carry (printable ASCII "
+                             "without spaces only)")
+        return SecretStr(secret)
+
     @property
     def auth_enabled(self) -> bool:
         """On unless explicitly disabled: without EXAI_WS_TOKEN a token is generated (app.auth)."""

@@ -105,7 +105,8 @@ def test_chat_cli_reports_errors_with_the_trace_id(tmp_path, fake_llm_process):
 
 
 @pytest.mark.parametrize("variable, value", [("EXAI_WS_PORT", "not-a-port"),
-                                             ("OTEL_EXPORTER_OTLP_PROTOCOL", "carrier-pigeon")])
+                                             ("OTEL_EXPORTER_OTLP_PROTOCOL", "carrier-pigeon"),
+                                             ("KIMI_API_KEY", "sk-broken\nkey-in-two-lines")])
 def test_bad_configuration_is_one_clear_line_not_a_traceback(tmp_path, variable, value):
     import os
     done = subprocess.run([EXAI, "serve"], capture_output=True, text=True, timeout=60, cwd=tmp_path,
@@ -115,3 +116,5 @@ def test_bad_configuration_is_one_clear_line_not_a_traceback(tmp_path, variable,
     assert "configuration error" in done.stderr
     assert variable in done.stderr or value in done.stderr
     assert "Traceback" not in done.stderr
+    if variable.endswith("_KEY"):
+        assert "key-in-two-lines" not in done.stderr, "a secret is never echoed"
