@@ -9,6 +9,11 @@ Export never blocks the event loop: spans and logs go through bounded batch queu
 drops, it does not grow), metrics are read on their own thread, and a collector that is down costs
 one warning (see :mod:`otel.logs`).
 
+Stopping never waits longer than it is given: the three providers are flushed at once against one
+deadline, whatever the collector does, and what could not be delivered by then is counted and
+dropped (:class:`FlushOutcome`). The SDK's own exit handlers are off, so nothing waits again at
+interpreter exit.
+
 Under an agent (``opentelemetry-instrument``) the agent owns the SDK. Listing ``exai`` in the
 standard ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS`` turns the daemon's own telemetry off (no
 providers of its own, no library instrumentation, no-op instruments) while leaving whatever the
@@ -19,18 +24,32 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
 
 from opentelemetry import _logs, metrics, trace
 from opentelemetry.sdk._logs import LoggerProvider
-from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter
+from opentelemetry.sdk._logs.export import (
+    BatchLogRecordProcessor,
+    LogRecordExporter,
+    LogRecordExportResult,
+)
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.metrics.export import (
+    MetricExporter,
+    MetricExportResult,
+    MetricReader,
+    MetricsData,
+    PeriodicExportingMetricReader,
+)
 from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from . import names
 from .instruments import Instruments, create_instruments
@@ -41,6 +60,8 @@ GRPC = "grpc"
 # The daemon's own instrumentation, by the name OTEL_PYTHON_DISABLED_INSTRUMENTATIONS knows it.
 OWN_INSTRUMENTATION = "exai"
 HTTP_PROTOBUF = "http/protobuf"
+# A caller that gives no deadline gets the daemon's default one (Settings.shutdown_timeout_secs).
+DEFAULT_SHUTDOWN_SECS = 8.0
 
 
 def sdk_disabled() -> bool:
@@ -114,6 +135,168 @@ def _log_exporter():
     return OTLPLogExporter()
 
 
+class ExportTally:
+    """Items an exporter is sending right now, and items it failed to deliver.
+
+    The batch processors drop a failed batch with a log line and no count, and cannot say what is
+    in flight; a shutdown that gives up at its deadline needs both to say what it lost.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.in_flight = 0
+        self.failed = 0
+
+    def begin(self, items: int) -> None:
+        with self._lock:
+            self.in_flight += items
+
+    def end(self, items: int, delivered: bool) -> None:
+        with self._lock:
+            self.in_flight -= items
+            if not delivered:
+                self.failed += items
+
+    def lost_since(self, failed_before: int) -> int:
+        """Failed since ``failed_before`` was read, plus what is still unconfirmed."""
+        with self._lock:
+            return self.failed - failed_before + self.in_flight
+
+
+class CountingExporter:
+    """A span or log exporter that keeps an :class:`ExportTally`; export is unchanged."""
+
+    def __init__(self, exporter: SpanExporter | LogRecordExporter,
+                 results: type[SpanExportResult] | type[LogRecordExportResult]) -> None:
+        self.exporter = exporter
+        self._results = results
+        self.tally = ExportTally()
+
+    def export(self, batch: Sequence[Any]) -> Enum:
+        self.tally.begin(len(batch))
+        delivered = False
+        try:
+            result = self.exporter.export(batch)
+            delivered = result is self._results.SUCCESS
+            return result
+        finally:
+            self.tally.end(len(batch), delivered)
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.exporter.force_flush(timeout_millis)
+
+    def shutdown(self) -> None:
+        self.exporter.shutdown()
+
+
+class CountingMetricExporter(MetricExporter):
+    """A metric exporter that keeps an :class:`ExportTally` of collections (not points)."""
+
+    def __init__(self, exporter: MetricExporter) -> None:
+        super().__init__(preferred_temporality=exporter._preferred_temporality,
+                         preferred_aggregation=exporter._preferred_aggregation)
+        self.exporter = exporter
+        self.tally = ExportTally()
+
+    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000,
+               **kwargs: Any) -> MetricExportResult:
+        self.tally.begin(1)
+        delivered = False
+        try:
+            result = self.exporter.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
+            delivered = result is MetricExportResult.SUCCESS
+            return result
+        finally:
+            self.tally.end(1, delivered)
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return self.exporter.force_flush(timeout_millis)
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        self.exporter.shutdown(timeout_millis=timeout_millis, **kwargs)
+
+
+@dataclass(frozen=True)
+class Batching:
+    """A batch processor the daemon created, with the tally of the exporter behind it."""
+
+    processor: BatchSpanProcessor | BatchLogRecordProcessor
+    tally: ExportTally
+
+    def queued(self) -> int:
+        """Items still waiting in the queue. The SDK has no public accessor: this is the bounded
+        deque of the pinned SDK (1.45.2); tests/daemon/test_shutdown.py fails if it moves."""
+        return len(self.processor._batch_processor._queue)
+
+    def shutdown_by(self, deadline: float) -> None:
+        """The SDK's own bounded shutdown, given the time left: export what fits, start nothing
+        after the deadline, then shut the exporter (which ends its retries; gRPC also cancels
+        the call in flight). ``BatchSpanProcessor.shutdown()`` itself would allow 30 s."""
+        self.processor._batch_processor.shutdown(timeout_millis=_millis_left(deadline))
+
+
+@dataclass(frozen=True)
+class FlushOutcome:
+    """What a bounded flush delivered, for the console's last line about telemetry."""
+
+    seconds: float
+    dropped_spans: int
+    dropped_log_records: int
+    metrics_flushed: bool
+    timed_out: bool  # exports were still waiting for the collector when the deadline came
+
+    @property
+    def complete(self) -> bool:
+        return (not self.timed_out and self.metrics_flushed
+                and self.dropped_spans == 0 and self.dropped_log_records == 0)
+
+    def summary(self) -> str:
+        if self.complete:
+            return f"telemetry: flushed in {self.seconds:.1f} s"
+        metrics = "metrics flushed" if self.metrics_flushed else "metrics not flushed"
+        reason = (f"collector did not answer within {self.seconds:.1f} s" if self.timed_out
+                  else f"export failed after {self.seconds:.1f} s")
+        return (f"telemetry: dropped {self.dropped_spans} spans, {self.dropped_log_records} "
+                f"log records, {metrics}: {reason}")
+
+
+NOTHING_TO_FLUSH = FlushOutcome(0.0, 0, 0, metrics_flushed=True, timed_out=False)
+
+
+def _dropped(batching: Batching | None, lost: dict[ExportTally, int]) -> int:
+    """What one batch processor never delivered: still queued, failed or unconfirmed."""
+    return 0 if batching is None else batching.queued() + lost[batching.tally]
+
+
+def _millis_left(deadline: float) -> float:
+    return max(0.0, (deadline - time.monotonic()) * 1000)
+
+
+def run_until(deadline: float, jobs: dict[str, Callable[[], object]]) -> set[str]:
+    """Run ``jobs`` at once on daemon threads; the names of those not done by ``deadline``
+    (``time.monotonic()``), a job that raised included.
+
+    Plain daemon threads, not an executor: ``concurrent.futures`` joins its workers at
+    interpreter exit, which would wait for the very exports the deadline gave up on.
+    """
+    done: set[str] = set()
+
+    def run(name: str, job: Callable[[], object]) -> None:
+        try:
+            job()
+            done.add(name)
+        except Exception as error:  # noqa: BLE001 - reported, and the rest still stop
+            _log.warning("telemetry: stopping %s failed: %r", name, error)
+
+    threads = [threading.Thread(target=run, args=item, name=f"otel-stop-{item[0]}", daemon=True)
+               for item in jobs.items()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    return set(jobs) - done
+
+
 @dataclass
 class Telemetry:
     """The providers the daemon owns, and its instruments. ``enabled`` is False under
@@ -125,12 +308,19 @@ class Telemetry:
     meter_provider: metrics.MeterProvider
     logger_provider: _logs.LoggerProvider | None
     _instrumentors: list = field(default_factory=list)
+    _span_batching: Batching | None = None
+    _log_batching: Batching | None = None
+    _metric_tally: ExportTally | None = None
+    _outcome: FlushOutcome | None = None
 
-    def force_flush(self, timeout_millis: int = 5000) -> None:
-        for provider in (self.tracer_provider, self.meter_provider, self.logger_provider):
-            flush = getattr(provider, "force_flush", None)
-            if flush is not None:
-                flush(timeout_millis)
+    def force_flush(self, timeout_secs: float = 5.0) -> bool:
+        """Export what is queued, all three providers at once; False if that took longer than
+        ``timeout_secs`` (the exports left running are not waited for)."""
+        providers = {"traces": self.tracer_provider, "metrics": self.meter_provider,
+                     "logs": self.logger_provider}
+        jobs = {name: provider.force_flush for name, provider in providers.items()
+                if hasattr(provider, "force_flush")}
+        return not run_until(time.monotonic() + timeout_secs, jobs)
 
     def uninstrument(self) -> None:
         """Undo the library instrumentation (httpx, redis, process metrics)."""
@@ -138,13 +328,57 @@ class Telemetry:
             instrumentor.uninstrument()
         self._instrumentors = []
 
-    def shutdown(self) -> None:
-        """Flush what is queued and stop exporting; bounded by the exporters' own timeouts."""
+    def shutdown(self, timeout_secs: float = DEFAULT_SHUTDOWN_SECS) -> FlushOutcome:
+        """Flush what is queued and stop exporting, all within ``timeout_secs``; what the
+        collector has not taken by then is dropped, counted in the outcome, and not waited for.
+        A second call returns the first one's outcome."""
+        if self._outcome is not None:
+            return self._outcome
         self.uninstrument()
-        for provider in (self.tracer_provider, self.meter_provider, self.logger_provider):
-            stop = getattr(provider, "shutdown", None)
-            if stop is not None:
-                stop()
+        if not self.enabled:
+            self._outcome = NOTHING_TO_FLUSH
+            return self._outcome
+        started = time.monotonic()
+        deadline = started + timeout_secs
+        failed_before = {tally: tally.failed for tally in self._tallies()}
+        unfinished = run_until(deadline, self._shutdown_jobs(deadline))
+        lost = {tally: tally.lost_since(before) for tally, before in failed_before.items()}
+        self._outcome = FlushOutcome(
+            seconds=time.monotonic() - started,
+            dropped_spans=_dropped(self._span_batching, lost),
+            dropped_log_records=_dropped(self._log_batching, lost),
+            metrics_flushed="metrics" not in unfinished and lost.get(self._metric_tally, 0) == 0,
+            timed_out=bool(unfinished) or any(tally.in_flight for tally in lost),
+        )
+        return self._outcome
+
+    def _tallies(self) -> list[ExportTally]:
+        batchings = [b for b in (self._span_batching, self._log_batching) if b is not None]
+        return [b.tally for b in batchings] + ([self._metric_tally] if self._metric_tally else [])
+
+    def _shutdown_jobs(self, deadline: float) -> dict[str, Callable[[], object]]:
+        """One job per provider; the batch processors the daemon made stop by the deadline."""
+        def traces() -> None:
+            if self._span_batching is not None:
+                self._span_batching.shutdown_by(deadline)
+            self.tracer_provider.shutdown()
+
+        def logs() -> None:
+            if self._log_batching is not None:
+                self._log_batching.shutdown_by(deadline)
+            self.logger_provider.shutdown()
+
+        def metrics_() -> None:
+            self.meter_provider.shutdown(timeout_millis=_millis_left(deadline))
+
+        return {"traces": traces, "metrics": metrics_, "logs": logs}
+
+
+def _batching(processor_class: type[BatchSpanProcessor] | type[BatchLogRecordProcessor],
+              exporter: SpanExporter | LogRecordExporter,
+              results: type[SpanExportResult] | type[LogRecordExportResult]) -> Batching:
+    counting = CountingExporter(exporter, results)
+    return Batching(processor_class(counting), counting.tally)  # type: ignore[arg-type]
 
 
 def configure_telemetry(
@@ -173,22 +407,28 @@ def configure_telemetry(
         )
 
     resource = build_resource(version)
-    tracer_provider = TracerProvider(resource=resource)
-    for processor in span_processors if span_processors is not None else [
-            BatchSpanProcessor(_span_exporter())]:
+    span_batching = log_batching = metric_tally = None
+    if span_processors is None:
+        span_batching = _batching(BatchSpanProcessor, _span_exporter(), SpanExportResult)
+        span_processors = [span_batching.processor]
+    tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False)
+    for processor in span_processors:
         tracer_provider.add_span_processor(processor)
 
-    readers = list(metric_readers) if metric_readers is not None else [
-        PeriodicExportingMetricReader(_metric_exporter())]
-    meter_provider = MeterProvider(resource=resource, metric_readers=readers)
+    if metric_readers is None:
+        metric_exporter = CountingMetricExporter(_metric_exporter())
+        metric_tally = metric_exporter.tally
+        metric_readers = [PeriodicExportingMetricReader(metric_exporter)]
+    meter_provider = MeterProvider(resource=resource, metric_readers=list(metric_readers),
+                                   shutdown_on_exit=False)
 
-    logger_provider = LoggerProvider(resource=resource)
-    if log_processors is not None:
-        for processor in log_processors:
-            logger_provider.add_log_record_processor(processor)
-    else:
-        logger_provider.add_log_record_processor(
-            BatchLogRecordProcessor(log_exporter or _log_exporter()))
+    if log_processors is None:
+        log_batching = _batching(BatchLogRecordProcessor, log_exporter or _log_exporter(),
+                                 LogRecordExportResult)
+        log_processors = [log_batching.processor]  # type: ignore[list-item]
+    logger_provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
+    for processor in log_processors:
+        logger_provider.add_log_record_processor(processor)
 
     trace.set_tracer_provider(tracer_provider)
     metrics.set_meter_provider(meter_provider)
@@ -197,7 +437,8 @@ def configure_telemetry(
     telemetry = Telemetry(
         instruments=create_instruments(version, tracer_provider, meter_provider),
         enabled=True, tracer_provider=tracer_provider, meter_provider=meter_provider,
-        logger_provider=logger_provider,
+        logger_provider=logger_provider, _span_batching=span_batching,
+        _log_batching=log_batching, _metric_tally=metric_tally,
     )
     if instrument_libraries:
         telemetry._instrumentors = _instrument_libraries(tracer_provider, meter_provider)
