@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import sys
+import threading
+import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,6 +28,12 @@ from .tools.info import ListModelsTool, StatusTool, VersionTool
 from otel.setup import Telemetry
 
 log = logging.getLogger(__name__)
+
+# Shares of the shutdown deadline (EXAI_SHUTDOWN_TIMEOUT_SECS), counted from the signal.
+SESSIONS_SHARE = 0.5    # stop listening, finish or cancel calls, close the sessions
+TELEMETRY_SHARE = 0.25  # kept for the telemetry flush; the other resources close in between
+# After the deadline, what may still pass before the process is ended regardless.
+EXIT_GRACE_SECS = 0.5
 
 
 class Daemon:
@@ -83,15 +94,32 @@ class Daemon:
         await self.health.start()
         log.info("health on http://%s:%s/health", self.settings.health_host, self.health.port)
 
-    async def stop(self) -> None:
-        await self.ws.stop()
-        await self.health.stop()
-        await self.archive.aclose()
-        await self.threads.aclose()
-        await self.providers.aclose()
+    async def stop(self, deadline_secs: float | None = None) -> None:
+        """Stop within ``deadline_secs`` (default: the shutdown deadline) less the telemetry's
+        share, whatever clients or backends do.
 
-    async def run_until_signalled(self) -> None:
-        """Start, serve until SIGINT/SIGTERM, then stop cleanly."""
+        Half the deadline goes to the WebSocket side (no new connections, calls finished or
+        cancelled, sessions closed). The health server, archive, thread store and provider
+        clients then close in what is left before the telemetry's share; one that does not is
+        abandoned with a warning, since the process is about to exit anyway.
+        """
+        total = self.settings.shutdown_timeout_secs if deadline_secs is None else deadline_secs
+        closed_by = asyncio.get_running_loop().time() + total * (1 - TELEMETRY_SHARE)
+        await _close_by("WebSocket server", lambda: self.ws.stop(total * SESSIONS_SHARE),
+                        closed_by)
+        await _close_by("health server", self.health.stop, closed_by)
+        await _close_by("Supabase archive", self.archive.aclose, closed_by)
+        await _close_by("thread store", self.threads.aclose, closed_by)
+        await _close_by("provider clients", self.providers.aclose, closed_by)
+
+    async def run_until_signalled(self) -> float:
+        """Start, serve until SIGINT/SIGTERM, then stop within the shutdown deadline.
+
+        Returns that deadline (``time.monotonic()``) for the telemetry flush that comes last.
+        From the signal on, a backstop ends the process shortly after the deadline if anything
+        (a stuck task, an executor thread, an exit handler) still holds it: Docker's SIGKILL
+        would come soon after and say nothing.
+        """
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -100,6 +128,40 @@ class Daemon:
         try:
             await stop.wait()
         finally:
-            log.info("stopping")
+            deadline = time.monotonic() + self.settings.shutdown_timeout_secs
+            exit_after(deadline + EXIT_GRACE_SECS)
+            log.info("stopping within %.1f s", self.settings.shutdown_timeout_secs)
             await self.stop()
+        return deadline
 
+
+async def _close_by(name: str, close: Callable[[], Awaitable[object]], deadline: float) -> None:
+    """Await ``close()`` until ``deadline`` (event loop time), then give up on it."""
+    try:
+        async with asyncio.timeout_at(deadline):
+            await close()
+    except TimeoutError:
+        log.warning("stopping: %s did not close in time, abandoned", name)
+
+
+def exit_after(deadline: float) -> None:
+    """End the process at ``deadline`` (``time.monotonic()``) unless it has exited by then."""
+    timer = threading.Timer(max(0.0, deadline - time.monotonic()), _overran)
+    timer.daemon = True  # never itself a reason to wait at exit
+    timer.start()
+
+
+def _overran() -> None:
+    log.error("stopping took longer than the shutdown deadline: exiting now")
+    exit_now(1)
+
+
+def exit_now(code: int) -> None:
+    """End the process without the interpreter's teardown (exit handlers, joining threads, the
+    final garbage collection), which ``os._exit`` skips along with every buffer: the console is
+    flushed first."""
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
