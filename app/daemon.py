@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import signal
@@ -13,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from . import __version__
+from . import __version__, browser_guard
 from .config import Settings
 from .health import HealthServer, build_report, providers_component, resource_readings
 from .limits import Slots
@@ -68,7 +69,11 @@ class Daemon:
             rate_limit_burst=settings.rate_limit_burst,
             tool_timeout_secs=settings.tool_timeout_secs,
         ))
-        self.health = HealthServer(settings.health_host, settings.health_port, self.health_report)
+        self.health = HealthServer(
+            settings.health_host, settings.health_port, self.health_report,
+            guard=functools.partial(browser_guard.refusal, bind_host=settings.health_host,
+                                    allowed_origins=settings.allowed_origins,
+                                    allowed_hosts=settings.allowed_hosts))
 
     async def health_report(self) -> dict[str, Any]:
         components: dict[str, dict[str, Any]] = {

@@ -59,18 +59,36 @@ def build_report(*, now: datetime, version: str, serving: bool,
             "serving": serving, "components": components, "sessions": sessions}
 
 
+Guard = Callable[[str | None, str | None], str | None]
+"""(Origin, Host) -> why the request is refused, or None: the WebSocket's browser guard."""
+
+
 class HealthServer:
-    """``/health``, ``/healthz``, ``/health/ready`` (503 when unhealthy) and ``/health/live``."""
+    """``/health``, ``/healthz``, ``/health/ready`` (503 when unhealthy) and ``/health/live``.
+
+    The report needs no token, so a web page must not read it either: requests are put through
+    the same browser guard as WebSocket upgrades (foreign ``Origin``, DNS-rebound ``Host``: 403).
+    """
 
     def __init__(self, host: str, port: int,
-                 report: Callable[[], Awaitable[dict[str, Any]]]) -> None:
+                 report: Callable[[], Awaitable[dict[str, Any]]],
+                 guard: Guard | None = None) -> None:
         self._host, self._port = host, port
         self._report = report
+        self._guard = guard
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
 
+    @web.middleware
+    async def _refuse_browsers(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        reason = self._guard(request.headers.get("Origin"), request.headers.get("Host")) \
+            if self._guard is not None else None
+        if reason is not None:
+            return web.json_response({"error": reason}, status=403)
+        return await handler(request)
+
     async def start(self) -> None:
-        app = web.Application()
+        app = web.Application(middlewares=[self._refuse_browsers])
         for route in HEALTH_ROUTES:
             app.router.add_get(route, self._health)
         app.router.add_get("/health/live", self._live)

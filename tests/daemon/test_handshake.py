@@ -7,6 +7,7 @@ import json
 import stat
 import time
 
+import httpx
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -213,3 +214,15 @@ async def test_handshake_failures_are_traced_with_error_type(running, capture):
         await DaemonClient.connect(running.url, "wrong-token")
     await eventually(lambda: any(s.attributes.get("error.type") == "unauthorized"
                                  for s in capture.spans() if s.name == "initialize"))
+
+
+async def test_health_answers_no_web_page_either(running):
+    """/health needs no token, so a page (or a DNS-rebound one) must not read it."""
+    async with httpx.AsyncClient() as http:
+        assert (await http.get(running.health_url + "/health")).status_code == 200
+        refused = await http.get(running.health_url + "/health",
+                                 headers={"Origin": "http://evil.example"})
+        assert refused.status_code == 403
+        rebound = await http.get(running.health_url + "/health",
+                                 headers={"Host": "evil.example:8081"})
+        assert rebound.status_code == 403
