@@ -5,15 +5,19 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from typing import Annotated, Optional
+from collections.abc import Coroutine
+from typing import Annotated, Any, Optional, TypeVar
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
+from otel.redaction import escape_controls
+
 app = typer.Typer(help="The EX-AI daemon and its tools.", no_args_is_help=True,
                   add_completion=False)
 console = Console(stderr=True)
+T = TypeVar("T")
 
 
 def _default_url() -> str:
@@ -27,6 +31,31 @@ def _client_token() -> str:
     from .config import Settings
 
     return client_token(Settings())
+
+
+def _run_client(work: Coroutine[Any, Any, T]) -> T:
+    """Run a client command; a daemon that cannot be reached or refuses the hello is one clear
+    line (exit 1), not a traceback."""
+    from websockets.exceptions import InvalidHandshake
+
+    from .client import DaemonConnectionLost, HandshakeError
+
+    try:
+        return asyncio.run(work)
+    except HandshakeError as refused:
+        hint = (" (the daemon's token: EXAI_WS_TOKEN, or its token file "
+                f"{_token_file_hint()})") if refused.error == "unauthorized" else ""
+        console.print(f"[red]daemon refused the connection[/red]: {refused}{hint}")
+    except (OSError, TimeoutError, InvalidHandshake, DaemonConnectionLost) as error:
+        console.print(f"[red]cannot reach the daemon[/red]: {type(error).__name__}: "
+                      f"{escape_controls(str(error))[:300]}")
+    raise typer.Exit(1)
+
+
+def _token_file_hint() -> str:
+    from .config import Settings
+
+    return str(Settings().token_file)
 
 
 def _config_error(error: Exception) -> str:
@@ -103,7 +132,7 @@ def chat(
 
             return await client.call_tool("chat", arguments, on_frame=show)
 
-    reply = asyncio.run(run())
+    reply = _run_client(run())
     if not reply.get("ok"):
         error = reply.get("error", {})
         console.print(f"[red]{error.get('code')}[/red]: {error.get('message')}")
@@ -154,7 +183,7 @@ def loadgen(
     with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console, transient=as_json) as progress:
         task = progress.add_task("chat calls", total=calls)
-        summary = asyncio.run(run_load(url or _default_url(), token, calls, concurrency, model,
+        summary = _run_client(run_load(url or _default_url(), token, calls, concurrency, model,
                                        stream, on_done=lambda: progress.advance(task)))
     result = summary.as_dict()
     if as_json:
