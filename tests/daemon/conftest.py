@@ -29,11 +29,10 @@ from app.daemon import Daemon
 from app.fake_llm import FakeLLMConfig, start_fake_llm
 from otel.logs import configure_logging
 from otel.setup import Telemetry, configure_telemetry
+from tests.harness.exai_process import FAKE_KEY, TOKEN, spawn_fake_llm
 from tests.harness.procs import ManagedProcess
 from tests.harness.redis_server import redis_process
 
-TOKEN = "test-token-not-a-secret"
-FAKE_KEY = "sk-test-fake-provider-key-0123456789"
 
 
 @dataclass
@@ -98,6 +97,16 @@ def captured() -> Iterator[Captured]:
 def capture(captured: Captured) -> Captured:
     captured.clear()
     return captured
+
+
+@pytest.fixture(scope="module")
+def fake_llm_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManagedProcess]:
+    """``exai fake-llm`` as its own process, for tests of the ``exai`` commands as processes;
+    its port is ``.port``."""
+    proc, port = spawn_fake_llm(tmp_path_factory.mktemp("fake"))
+    proc.port = port  # type: ignore[attr-defined]
+    yield proc
+    proc.stop()
 
 
 @pytest.fixture(scope="package")

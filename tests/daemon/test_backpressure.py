@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
-import sys
 import time
 from pathlib import Path
 
@@ -21,39 +19,23 @@ from websockets.protocol import State
 from app import protocol
 from app.client import DaemonClient
 from otel import names
-from tests.harness.procs import ManagedProcess, free_port, port_open
+from tests.harness.exai_process import TOKEN, spawn_daemon, spawn_fake_llm
+from tests.harness.procs import ManagedProcess
 
-from .conftest import FAKE_KEY, TOKEN, eventually
+from .conftest import eventually
 
-EXAI = shutil.which("exai") or str(Path(sys.executable).with_name("exai"))
 MIB = 1024 * 1024
 
 
 @pytest.fixture(scope="module")
 def upstream(tmp_path_factory):
-    port = free_port()
-    proc = ManagedProcess(
-        name="fake-llm", argv=[EXAI, "fake-llm", "--host", "127.0.0.1", "--port", str(port),
-                               "--latency-ms", "2000"],
-        log_path=tmp_path_factory.mktemp("fake") / "fake.log", ready=lambda: port_open(port))
-    proc.start()
+    proc, port = spawn_fake_llm(tmp_path_factory.mktemp("fake"), "--latency-ms", "2000")
     yield port
     proc.stop()
 
 
 def _serve(tmp_path: Path, upstream_port: int, **env: str) -> tuple[ManagedProcess, str]:
-    ws_port, health_port = free_port(), free_port()
-    base = {
-        "EXAI_WS_PORT": str(ws_port), "HEALTH_CHECK_PORT": str(health_port),
-        "EXAI_WS_TOKEN": TOKEN, "REDIS_URL": "", "OTEL_SDK_DISABLED": "true",
-        "KIMI_API_KEY": FAKE_KEY, "KIMI_API_URL": f"http://127.0.0.1:{upstream_port}/v1",
-        "GLM_API_KEY": FAKE_KEY, "GLM_API_URL": f"http://127.0.0.1:{upstream_port}/api/paas/v4",
-    }
-    proc = ManagedProcess(name="exai-serve", argv=[EXAI, "serve"], env={**base, **env},
-                          cwd=tmp_path, log_path=tmp_path / "serve.log",
-                          ready=lambda: port_open(health_port))
-    proc.start()
-    return proc, f"ws://127.0.0.1:{ws_port}"
+    return spawn_daemon(tmp_path, upstream_port, OTEL_SDK_DISABLED="true", **env)
 
 
 def _rss(proc: ManagedProcess) -> int:

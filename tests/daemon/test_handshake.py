@@ -198,8 +198,9 @@ async def test_loopback_hosts_without_origin_are_accepted(running, host):
 
 
 async def test_listed_origins_and_hosts_are_accepted(start_daemon):
-    daemon = await start_daemon(EXAI_WS_ALLOWED_ORIGINS="https://app.example/, http://localhost:3000",
-                                EXAI_WS_ALLOWED_HOSTS="exai.internal")
+    daemon = await start_daemon(
+        EXAI_WS_ALLOWED_ORIGINS="https://app.example/, http://localhost:3000",
+        EXAI_WS_ALLOWED_HOSTS="exai.internal")
     port = int(daemon.url.rsplit(":", 1)[1])
     for origin in ("https://app.example", "http://localhost:3000"):
         async with connect(daemon.url, origin=origin) as ws:

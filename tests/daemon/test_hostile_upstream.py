@@ -8,8 +8,6 @@ Run with ``pytest -s`` to see the measured memory figures.
 from __future__ import annotations
 
 import json
-import shutil
-import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,9 +20,8 @@ import pytest
 
 from app.client import DaemonClient
 from app.fake_llm import answer_for, content_pieces
-from tests.harness.procs import ManagedProcess, free_port, port_open
-
-EXAI = shutil.which("exai") or str(Path(sys.executable).with_name("exai"))
+from tests.harness.exai_process import spawn_daemon, spawn_fake_llm
+from tests.harness.procs import ManagedProcess, free_port
 TOKEN = "hostile-upstream-test-token"
 KEY = "sk-hostile-0123456789abcdefECHOCANARY"  # looks real, so a leak shows in a substring search
 MIB = 1024 * 1024
@@ -58,11 +55,7 @@ class Daemon:
 
 @pytest.fixture(scope="module")
 def fake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fake]:
-    port = free_port()
-    proc = ManagedProcess(
-        name="fake-llm", argv=[EXAI, "fake-llm", "--host", "127.0.0.1", "--port", str(port)],
-        log_path=tmp_path_factory.mktemp("fake") / "fake.log", ready=lambda: port_open(port))
-    proc.start()
+    proc, port = spawn_fake_llm(tmp_path_factory.mktemp("fake"))
     yield Fake(port)
     proc.stop()
 
@@ -71,23 +64,14 @@ def fake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fake]:
 def daemon(tmp_path: Path, fake: Fake) -> Iterator[Daemon]:
     fake.control("reset", {})
     fake.control("config", {"answer_bytes": 0, "raw_separator_text": False})
-    ws_port, health_port, dead_collector = free_port(), free_port(), free_port()
-    upstream = f"http://127.0.0.1:{fake.port}"
-    env = {
-        "EXAI_WS_PORT": str(ws_port), "HEALTH_CHECK_PORT": str(health_port),
-        "EXAI_WS_TOKEN": TOKEN, "REDIS_URL": "", "SUPABASE_URL": "",
-        "EXAI_RATE_LIMIT_PER_SEC": "10000",
-        "KIMI_API_KEY": KEY, "KIMI_API_URL": f"{upstream}/v1",
-        "GLM_API_KEY": KEY, "GLM_API_URL": f"{upstream}/api/paas/v4",
-        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{dead_collector}",
-        "OTEL_BSP_SCHEDULE_DELAY": "200", "OTEL_BLRP_SCHEDULE_DELAY": "200",
-        "OTEL_METRIC_EXPORT_INTERVAL": "500", "OTEL_EXPORTER_OTLP_TIMEOUT": "1",
-    }
-    log_path = tmp_path / "serve.log"
-    proc = ManagedProcess(name="exai-serve", argv=[EXAI, "serve"], env=env, cwd=tmp_path,
-                          log_path=log_path, ready=lambda: port_open(health_port))
-    proc.start()
-    yield Daemon(proc, f"ws://127.0.0.1:{ws_port}", log_path)
+    dead_collector = free_port()
+    proc, url = spawn_daemon(
+        tmp_path, fake.port, EXAI_WS_TOKEN=TOKEN, EXAI_RATE_LIMIT_PER_SEC="10000",
+        KIMI_API_KEY=KEY, GLM_API_KEY=KEY,
+        OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{dead_collector}",
+        OTEL_BSP_SCHEDULE_DELAY="200", OTEL_BLRP_SCHEDULE_DELAY="200",
+        OTEL_METRIC_EXPORT_INTERVAL="500", OTEL_EXPORTER_OTLP_TIMEOUT="1")
+    yield Daemon(proc, url, tmp_path / "serve.log")
     proc.stop()
 
 

@@ -7,49 +7,25 @@ and the console gets a warning per exporter, not a flood.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import psutil
 import pytest
 
-from tests.harness.procs import ManagedProcess, free_port, port_open
-
-from .conftest import FAKE_KEY, TOKEN
-
-EXAI = shutil.which("exai") or str(Path(sys.executable).with_name("exai"))
-
-
-@pytest.fixture(scope="module")
-def fake_llm_process(tmp_path_factory):
-    port = free_port()
-    proc = ManagedProcess(
-        name="fake-llm", argv=[EXAI, "fake-llm", "--host", "127.0.0.1", "--port", str(port)],
-        log_path=tmp_path_factory.mktemp("fake") / "fake.log", ready=lambda: port_open(port))
-    proc.start()
-    proc.port = port  # type: ignore[attr-defined]
-    yield proc
-    proc.stop()
+from tests.harness.exai_process import EXAI, TOKEN, spawn_daemon
+from tests.harness.procs import ManagedProcess, free_port
 
 
 def _serve(tmp_path: Path, upstream_port: int, protocol: str) -> tuple[ManagedProcess, int]:
-    ws_port, health_port, dead_collector = free_port(), free_port(), free_port()
-    endpoint = f"http://127.0.0.1:{dead_collector}"
-    env = {
-        "EXAI_WS_PORT": str(ws_port), "HEALTH_CHECK_PORT": str(health_port),
-        "EXAI_WS_TOKEN": TOKEN, "REDIS_URL": "", "EXAI_RATE_LIMIT_PER_SEC": "10000",
-        "KIMI_API_KEY": FAKE_KEY, "KIMI_API_URL": f"http://127.0.0.1:{upstream_port}/v1",
-        "GLM_API_KEY": FAKE_KEY, "GLM_API_URL": f"http://127.0.0.1:{upstream_port}/api/paas/v4",
-        "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": protocol,
-        "OTEL_BSP_SCHEDULE_DELAY": "200", "OTEL_BLRP_SCHEDULE_DELAY": "200",
-        "OTEL_METRIC_EXPORT_INTERVAL": "500", "OTEL_EXPORTER_OTLP_TIMEOUT": "1",
-    }
-    proc = ManagedProcess(name="exai-serve", argv=[EXAI, "serve"], env=env, cwd=tmp_path,
-                          log_path=tmp_path / "serve.log", ready=lambda: port_open(health_port))
-    proc.start()
-    return proc, ws_port
+    dead_collector = free_port()
+    proc, url = spawn_daemon(
+        tmp_path, upstream_port, EXAI_RATE_LIMIT_PER_SEC="10000",
+        OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{dead_collector}",
+        OTEL_EXPORTER_OTLP_PROTOCOL=protocol, OTEL_BSP_SCHEDULE_DELAY="200",
+        OTEL_BLRP_SCHEDULE_DELAY="200", OTEL_METRIC_EXPORT_INTERVAL="500",
+        OTEL_EXPORTER_OTLP_TIMEOUT="1")
+    return proc, int(url.rsplit(":", 1)[1])
 
 
 def _run(*argv: str, env: dict[str, str] | None = None, timeout: float = 120) -> \

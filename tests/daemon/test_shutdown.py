@@ -16,7 +16,6 @@ import base64
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -45,12 +44,10 @@ from app.client import DaemonClient
 from otel.instruments import create_instruments
 from otel.setup import Batching, CountingExporter, CountingMetricExporter, Telemetry
 from tests.harness.hanging_otlp import HangingEndpoint
-from tests.harness.procs import ManagedProcess, free_port, port_open
+from tests.harness.exai_process import EXAI, TOKEN, spawn_daemon
+from tests.harness.procs import ManagedProcess
 from tests.mcp.otlp_sink import OtlpSink
 
-from .conftest import FAKE_KEY, TOKEN
-
-EXAI = shutil.which("exai") or str(Path(sys.executable).with_name("exai"))
 DEFAULT_DEADLINE_SECS = 8.0  # Settings.shutdown_timeout_secs
 # From the deadline to the process being gone: writing the last console line and exiting.
 EXIT_MARGIN_SECS = 1.5
@@ -60,28 +57,11 @@ DROPPED = re.compile(r"telemetry: dropped (\d+) spans, (\d+) log records, metric
 FLUSHED = re.compile(r"telemetry: flushed in (\d+\.\d) s")
 
 
-@pytest.fixture(scope="module")
-def fake_llm(tmp_path_factory):
-    port = free_port()
-    proc = ManagedProcess(
-        name="fake-llm", argv=[EXAI, "fake-llm", "--host", "127.0.0.1", "--port", str(port)],
-        log_path=tmp_path_factory.mktemp("fake") / "fake.log", ready=lambda: port_open(port))
-    proc.start()
-    proc.port = port  # type: ignore[attr-defined]
-    yield proc
-    proc.stop()
-
-
 def _serve(tmp_path: Path, upstream_port: int, collector: str, protocol: str,
            deadline_secs: float | None) -> tuple[ManagedProcess, str]:
     """``exai serve`` exporting to ``collector``; the default deadline unless one is given."""
-    ws_port, health_port = free_port(), free_port()
     env = {
-        "EXAI_WS_PORT": str(ws_port), "HEALTH_CHECK_PORT": str(health_port),
-        "EXAI_WS_TOKEN": TOKEN, "REDIS_URL": "", "SUPABASE_URL": "",
         "EXAI_RATE_LIMIT_PER_SEC": "10000",
-        "KIMI_API_KEY": FAKE_KEY, "KIMI_API_URL": f"http://127.0.0.1:{upstream_port}/v1",
-        "GLM_API_KEY": FAKE_KEY, "GLM_API_URL": f"http://127.0.0.1:{upstream_port}/api/paas/v4",
         "OTEL_EXPORTER_OTLP_ENDPOINT": collector, "OTEL_EXPORTER_OTLP_PROTOCOL": protocol,
         # Exports start while the calls run, so one is in flight (and hanging) at SIGTERM.
         "OTEL_BSP_SCHEDULE_DELAY": "500", "OTEL_BLRP_SCHEDULE_DELAY": "500",
@@ -89,10 +69,7 @@ def _serve(tmp_path: Path, upstream_port: int, collector: str, protocol: str,
     }
     if deadline_secs is not None:
         env["EXAI_SHUTDOWN_TIMEOUT_SECS"] = str(deadline_secs)
-    proc = ManagedProcess(name="exai-serve", argv=[EXAI, "serve"], env=env, cwd=tmp_path,
-                          log_path=tmp_path / "serve.log", ready=lambda: port_open(health_port))
-    proc.start()
-    return proc, f"ws://127.0.0.1:{ws_port}"
+    return spawn_daemon(tmp_path, upstream_port, **env)
 
 
 def _loadgen(url: str, calls: int) -> None:
@@ -257,10 +234,11 @@ def test_the_backstop_ends_a_process_whose_exit_is_held():
     ("grpc", True, None),   # READY, but the Export call never returns
 ], ids=["http-8s", "http-3s", "grpc-no-preface-3s", "grpc-no-answer-8s"])
 def test_a_collector_that_never_answers_costs_the_deadline_not_more(
-        tmp_path, fake_llm, protocol, speak_http2, deadline_secs):
+        tmp_path, fake_llm_process, protocol, speak_http2, deadline_secs):
     collector = HangingEndpoint(speak_http2=speak_http2).start()
     try:
-        daemon, url = _serve(tmp_path, fake_llm.port, collector.endpoint, protocol, deadline_secs)
+        daemon, url = _serve(tmp_path, fake_llm_process.port, collector.endpoint, protocol,
+                             deadline_secs)
         _loadgen(url, calls=40)
         time.sleep(1.0)  # the first batches are handed to the exporters, which now hang
         assert collector.connections >= 1, "the exporters reached the hanging collector"
@@ -328,10 +306,11 @@ def _flood_with_pings(sock: socket.socket, seconds: float) -> int:
     return sent
 
 
-def test_a_client_that_never_reads_does_not_hold_the_daemon(tmp_path, fake_llm):
+def test_a_client_that_never_reads_does_not_hold_the_daemon(tmp_path, fake_llm_process):
     sink = OtlpSink().start()
     try:
-        daemon, url = _serve(tmp_path, fake_llm.port, sink.endpoint, "http/protobuf", None)
+        daemon, url = _serve(tmp_path, fake_llm_process.port, sink.endpoint, "http/protobuf",
+                             None)
         sock = _raw_session(int(url.rsplit(":", 1)[1]))
         try:
             sent = _flood_with_pings(sock, seconds=3.0)
@@ -349,13 +328,15 @@ def test_a_client_that_never_reads_does_not_hold_the_daemon(tmp_path, fake_llm):
 
 # --- (c) a call in flight -----------------------------------------------------------------------
 
-async def test_a_call_in_flight_is_answered_or_closed_within_the_deadline(tmp_path, fake_llm):
-    upstream = f"http://127.0.0.1:{fake_llm.port}/_fake/config"
+async def test_a_call_in_flight_is_answered_or_closed_within_the_deadline(tmp_path,
+                                                                           fake_llm_process):
+    upstream = f"http://127.0.0.1:{fake_llm_process.port}/_fake/config"
     sink = OtlpSink().start()
     async with httpx.AsyncClient() as http:
         (await http.post(upstream, json={"latency_ms": 30000})).raise_for_status()
         try:
-            daemon, url = _serve(tmp_path, fake_llm.port, sink.endpoint, "http/protobuf", None)
+            daemon, url = _serve(tmp_path, fake_llm_process.port, sink.endpoint, "http/protobuf",
+                             None)
             client = await DaemonClient.connect(url, TOKEN)
             call = asyncio.create_task(client.call_tool("chat", {"prompt": "a slow answer"}))
             await asyncio.sleep(1.0)

@@ -5,21 +5,16 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from app.config import Settings
 from app.mcp_bridge.settings import BridgeOptions, BridgeSettings
-from tests.harness.procs import ManagedProcess, free_port, port_open
-
-from .conftest import FAKE_KEY
-
-EXAI = shutil.which("exai") or str(Path(sys.executable).with_name("exai"))
+from tests.harness.exai_process import EXAI, spawn_daemon, spawn_fake_llm
+from tests.harness.procs import free_port
 
 
 def _clean_env(config_home: Path) -> dict[str, str]:
@@ -30,20 +25,13 @@ def _clean_env(config_home: Path) -> dict[str, str]:
 
 @pytest.fixture
 def served(tmp_path):
-    upstream_port, ws_port, health_port = free_port(), free_port(), free_port()
+    fake, upstream_port = spawn_fake_llm(tmp_path)
     config_home = tmp_path / "config"
-    env = {**_clean_env(config_home), "EXAI_WS_PORT": str(ws_port),
-           "HEALTH_CHECK_PORT": str(health_port), "REDIS_URL": "",
-           "KIMI_API_KEY": FAKE_KEY, "KIMI_API_URL": f"http://127.0.0.1:{upstream_port}/v1",
-           "GLM_API_KEY": FAKE_KEY,
-           "GLM_API_URL": f"http://127.0.0.1:{upstream_port}/api/paas/v4"}
-    fake = ManagedProcess(name="fake-llm", argv=[EXAI, "fake-llm", "--port", str(upstream_port)],
-                          log_path=tmp_path / "fake.log", ready=lambda: port_open(upstream_port))
-    daemon = ManagedProcess(name="exai-serve", argv=[EXAI, "serve"], env=env, cwd=tmp_path,
-                            log_path=tmp_path / "serve.log", ready=lambda: port_open(health_port))
-    fake.start()
-    daemon.start()
-    yield config_home, f"ws://127.0.0.1:{ws_port}", tmp_path
+    # Started with the caller's environment less every token variable: nothing is configured.
+    unset = {name: "" for name in ("EXAI_WS_TOKEN", "EXAI_WS_TOKEN_FILE")}
+    daemon, url = spawn_daemon(tmp_path, upstream_port, **unset,
+                               XDG_CONFIG_HOME=str(config_home), OTEL_SDK_DISABLED="true")
+    yield config_home, url, tmp_path
     daemon.stop()
     fake.stop()
 
