@@ -2,12 +2,12 @@
 # `exai loadgen` in docker-compose.yml's demo profile.
 FROM python:3.11.13-slim-bookworm AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md requirements.lock ./
 COPY app ./app
 COPY otel ./otel
 RUN python -m venv /opt/exai \
     && /opt/exai/bin/pip install --no-cache-dir --upgrade pip \
-    && /opt/exai/bin/pip install --no-cache-dir .
+    && /opt/exai/bin/pip install --no-cache-dir -c requirements.lock .
 
 FROM python:3.11.13-slim-bookworm
 RUN useradd --system --uid 10001 --create-home --home-dir /home/exai exai

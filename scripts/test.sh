@@ -12,6 +12,7 @@ if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e ".[test]"
+# The versions of requirements.lock (scripts/lock.sh), so a run does not depend on the day.
+.venv/bin/python -m pip install --quiet -c requirements.lock -e ".[test]"
 
 exec .venv/bin/python -m pytest "$@"
