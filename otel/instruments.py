@@ -28,14 +28,15 @@ class PreAggregatedSum:
     token count to its trace, and the SDK has no asynchronous histogram.
     """
 
-    def __init__(self, meter: metrics.Meter, name: str, unit: str, description: str,
-                 monotonic: bool) -> None:
-        self._monotonic = monotonic
+    def __init__(self, meter: metrics.Meter, name: str) -> None:
+        metric = names.METRICS[name]
+        self._monotonic = metric.kind == "counter"
         self._totals: dict[frozenset, float] = {}
         self._attributes: dict[frozenset, dict[str, str]] = {}
-        create = meter.create_observable_counter if monotonic else \
+        create = meter.create_observable_counter if self._monotonic else \
             meter.create_observable_up_down_counter
-        create(name, callbacks=[self._observe], unit=unit, description=description)
+        create(metric.name, callbacks=[self._observe], unit=metric.unit,
+               description=metric.description)
 
     def add(self, amount: float, attributes: dict[str, str] | None = None) -> None:
         if self._monotonic and amount < 0:
@@ -79,8 +80,8 @@ class Instruments:
 
     _gauge_readers: dict[str, GaugeCallback] = field(default_factory=dict)
 
-    def observe_gauge(self, name: str, description: str, unit: str, read: GaugeCallback) -> None:
-        """Register an asynchronous gauge whose values ``read`` returns at each export.
+    def observe_gauge(self, name: str, read: GaugeCallback) -> None:
+        """Register the catalogued gauge ``name``, whose values ``read`` returns at each export.
 
         Registering the same name again replaces the reader: the newest owner (say, a daemon
         restarted in the same process) reports, never a stopped one.
@@ -90,9 +91,24 @@ class Instruments:
                 return [Observation(value, attributes)
                         for value, attributes in self._gauge_readers[name]()]
 
-            self.meter.create_observable_gauge(name, callbacks=[callback], unit=unit,
-                                               description=description)
+            metric = names.METRICS[name]
+            self.meter.create_observable_gauge(name, callbacks=[callback], unit=metric.unit,
+                                               description=metric.description)
         self._gauge_readers[name] = read
+
+
+def histogram(meter: metrics.Meter, name: str) -> metrics.Histogram:
+    """A synchronous histogram built from the catalogue entry ``name``."""
+    metric = names.METRICS[name]
+    return meter.create_histogram(
+        metric.name, unit=metric.unit, description=metric.description,
+        explicit_bucket_boundaries_advisory=list(metric.buckets) if metric.buckets else None)
+
+
+def counter(meter: metrics.Meter, name: str) -> metrics.Counter:
+    """A synchronous counter built from the catalogue entry ``name``."""
+    metric = names.METRICS[name]
+    return meter.create_counter(metric.name, unit=metric.unit, description=metric.description)
 
 
 def create_instruments(
@@ -106,68 +122,18 @@ def create_instruments(
     return Instruments(
         tracer=tracer,
         meter=meter,
-        operation_duration=meter.create_histogram(
-            names.MCP_SERVER_OPERATION_DURATION, unit="s",
-            description="Duration of MCP-style requests as seen by the server.",
-            explicit_bucket_boundaries_advisory=list(names.MCP_DURATION_BUCKETS),
-        ),
-        session_duration=meter.create_histogram(
-            names.MCP_SERVER_SESSION_DURATION, unit="s",
-            description="Duration of client sessions (WebSocket connections after hello).",
-            explicit_bucket_boundaries_advisory=list(names.MCP_DURATION_BUCKETS),
-        ),
-        sessions_active=PreAggregatedSum(
-            meter, names.EXAI_SESSIONS_ACTIVE, unit="{session}",
-            description="Client sessions currently open.", monotonic=False,
-        ),
-        calls_in_flight=PreAggregatedSum(
-            meter, names.EXAI_CALLS_IN_FLIGHT, unit="{call}",
-            description="Tool calls currently executing.", monotonic=False,
-        ),
-        rejections=meter.create_counter(
-            names.EXAI_REJECTIONS, unit="{request}",
-            description="Requests refused by a rate limit or a concurrency limit.",
-        ),
-        websocket_io=PreAggregatedSum(
-            meter, names.EXAI_WEBSOCKET_BYTES, unit="By",
-            description="Bytes of WebSocket text frames received and sent.", monotonic=True,
-        ),
-        genai_duration=meter.create_histogram(
-            names.GEN_AI_CLIENT_OPERATION_DURATION, unit="s",
-            description="Duration of LLM provider calls.",
-            explicit_bucket_boundaries_advisory=list(names.GEN_AI_DURATION_BUCKETS),
-        ),
-        genai_tokens=meter.create_histogram(
-            names.GEN_AI_CLIENT_TOKEN_USAGE, unit="{token}",
-            description="Tokens used per LLM provider call, by token type.",
-            explicit_bucket_boundaries_advisory=list(names.GEN_AI_TOKEN_BUCKETS),
-        ),
-        genai_ttfc=meter.create_histogram(
-            names.GEN_AI_CLIENT_TIME_TO_FIRST_CHUNK, unit="s",
-            description="Time from request to the first streamed chunk.",
-            explicit_bucket_boundaries_advisory=list(names.GEN_AI_DURATION_BUCKETS),
-        ),
-        genai_cost=PreAggregatedSum(
-            meter, names.EXAI_GEN_AI_COST, unit="USD",
-            description="Cost of LLM calls from the local price table.", monotonic=True,
-        ),
-        genai_unpriced=PreAggregatedSum(
-            meter, names.EXAI_GEN_AI_UNPRICED_CALLS, unit="{call}",
-            description="LLM calls whose model is not in the price table (cost unknown, not zero).",
-            monotonic=True,
-        ),
-        genai_cached_tokens=PreAggregatedSum(
-            meter, names.EXAI_GEN_AI_CACHED_INPUT_TOKENS, unit="{token}",
-            description="Input tokens served from the provider's cache (counted inside input).",
-            monotonic=True,
-        ),
-        genai_finish_reasons=PreAggregatedSum(
-            meter, names.EXAI_GEN_AI_FINISH_REASONS, unit="{call}",
-            description="Completed LLM calls by finish reason.", monotonic=True,
-        ),
-        db_duration=meter.create_histogram(
-            names.DB_CLIENT_OPERATION_DURATION, unit="s",
-            description="Duration of storage operations.",
-            explicit_bucket_boundaries_advisory=list(names.DB_DURATION_BUCKETS),
-        ),
+        operation_duration=histogram(meter, names.MCP_SERVER_OPERATION_DURATION),
+        session_duration=histogram(meter, names.MCP_SERVER_SESSION_DURATION),
+        sessions_active=PreAggregatedSum(meter, names.EXAI_SESSIONS_ACTIVE),
+        calls_in_flight=PreAggregatedSum(meter, names.EXAI_CALLS_IN_FLIGHT),
+        rejections=counter(meter, names.EXAI_REJECTIONS),
+        websocket_io=PreAggregatedSum(meter, names.EXAI_WEBSOCKET_IO),
+        genai_duration=histogram(meter, names.GEN_AI_CLIENT_OPERATION_DURATION),
+        genai_tokens=histogram(meter, names.GEN_AI_CLIENT_TOKEN_USAGE),
+        genai_ttfc=histogram(meter, names.GEN_AI_CLIENT_TIME_TO_FIRST_CHUNK),
+        genai_cost=PreAggregatedSum(meter, names.EXAI_GEN_AI_COST),
+        genai_unpriced=PreAggregatedSum(meter, names.EXAI_GEN_AI_UNPRICED_CALLS),
+        genai_cached_tokens=PreAggregatedSum(meter, names.EXAI_GEN_AI_CACHED_INPUT_TOKENS),
+        genai_finish_reasons=PreAggregatedSum(meter, names.EXAI_GEN_AI_FINISH_REASONS),
+        db_duration=histogram(meter, names.DB_CLIENT_OPERATION_DURATION),
     )

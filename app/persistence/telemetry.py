@@ -13,6 +13,8 @@ from opentelemetry import metrics, trace
 from opentelemetry.trace import Link, Span, SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from otel.instruments import counter, histogram
+
 from . import names
 from .errors import classify
 
@@ -58,19 +60,10 @@ class SupabaseTelemetry:
         parts = urlsplit(supabase_url) if supabase_url else None
         self.server_address = parts.hostname if parts else None
         self.server_port = (parts.port or (443 if parts.scheme == "https" else 80)) if parts else None
-        self.duration = meter.create_histogram(
-            names.OPERATION_DURATION, unit="s",
-            description="Duration of Supabase (PostgREST) operations, by table and operation.",
-            explicit_bucket_boundaries_advisory=list(names.DURATION_BUCKETS))
-        self.slow = meter.create_counter(
-            names.OPERATION_SLOW, unit="{operation}",
-            description=f"Supabase operations slower than {names.SLOW_OPERATION_SECS} s.")
-        self.failures = meter.create_counter(
-            names.OUTBOX_DELIVERY_FAILURES, unit="{failure}",
-            description="Failed attempts to deliver an outbox write (retried, or dead-lettered).")
-        self.dropped = meter.create_counter(
-            names.OUTBOX_DROPPED, unit="{write}",
-            description="Writes dropped because the in-memory outbox (no Redis) was full.")
+        self.duration = histogram(meter, names.OPERATION_DURATION)
+        self.slow = counter(meter, names.OPERATION_SLOW)
+        self.failures = counter(meter, names.OUTBOX_DELIVERY_FAILURES)
+        self.dropped = counter(meter, names.OUTBOX_DROPPED)
 
     def register_gauges(self, read: Callable[[], Any]) -> None:
         """Depth, age and dead letters of the outbox, read from ``read()`` at each export."""
@@ -85,15 +78,9 @@ class SupabaseTelemetry:
                 return [(float(getattr(stats, attr)), {names.OUTBOX_BACKEND: stats.backend})]
             return values
 
-        self.instruments.observe_gauge(
-            names.OUTBOX_DEPTH, "Writes waiting in the Supabase outbox (pending or in flight).",
-            "{write}", gauge("depth"))
-        self.instruments.observe_gauge(
-            names.OUTBOX_AGE, "Age of the oldest write waiting in the Supabase outbox (0 if none).",
-            "s", gauge("oldest_age_s"))
-        self.instruments.observe_gauge(
-            names.OUTBOX_DEAD_LETTERS, "Writes Supabase rejected, parked for a person to look at.",
-            "{write}", gauge("dead_letters"))
+        self.instruments.observe_gauge(names.OUTBOX_DEPTH, gauge("depth"))
+        self.instruments.observe_gauge(names.OUTBOX_AGE, gauge("oldest_age_s"))
+        self.instruments.observe_gauge(names.OUTBOX_DEAD_LETTERS, gauge("dead_letters"))
 
     def _base_attributes(self, operation: str, table: str) -> dict[str, Any]:
         attributes: dict[str, Any] = {

@@ -69,11 +69,7 @@ class ProviderRegistry:
                                        settings.circuit_reset_secs, clock=clock))
             for spec in specs
         }
-        instruments.observe_gauge(
-            names.EXAI_CIRCUIT_BREAKER_STATE,
-            "Circuit breaker state per provider: 0 closed, 1 half_open, 2 open.",
-            names.STATE_GAUGE_UNIT,
-            self._circuit_states)
+        instruments.observe_gauge(names.EXAI_CIRCUIT_BREAKER_STATE, self._circuit_states)
 
     def resolve(self, model: str | None) -> tuple[Provider, str]:
         """The provider and the model name to send for a client's ``model`` argument."""

@@ -155,9 +155,6 @@ def create_thread_store(settings: Settings, instruments: Instruments) -> ThreadS
                              settings.max_conversation_turns, instruments.db_duration)
     store = ThreadStore(memory, redis, settings.redis_retry_secs)
     attributes = {names.EXAI_STORAGE_BACKEND: store.configured}
-    instruments.observe_gauge(
-        names.EXAI_STORAGE_FALLBACK_ACTIVE,
-        "1 while conversation threads are served from memory because Redis is down, else 0.",
-        names.STATE_GAUGE_UNIT, lambda: [(float(store.fallback_active), attributes)],
-    )
+    instruments.observe_gauge(names.EXAI_STORAGE_FALLBACK_ACTIVE,
+                              lambda: [(float(store.fallback_active), attributes)])
     return store

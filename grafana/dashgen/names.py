@@ -1,14 +1,16 @@
 """The Prometheus names the dashboards query, confirmed against the live test stack.
 
-How they arise (see collector-config/config.yaml): the daemon's OTel metrics reach Prometheus by
-the collector's remote write with dots turned into underscores and unit suffixes added
-(``gen_ai.client.token.usage`` -> ``gen_ai_client_token_usage``; ``exai.gen_ai.cost`` in USD ->
-``exai_gen_ai_cost_USD_total``); the span_metrics connector adds ``traces_span_metrics_*`` with the
-histogram in seconds; the collector's own metrics are scraped without a ``_total`` suffix.
+The daemon's own metrics are derived from the telemetry catalogue (otel/names.py,
+``prometheus_name``: what the collector's remote write makes of each instrument). The rest are
+outside it: the span_metrics connector adds ``traces_span_metrics_*`` with the histogram in
+seconds; the collector's own metrics are scraped without a ``_total`` suffix.
 tests/dashboards/test_live.py fails when any of these stops returning data.
 """
 
 from __future__ import annotations
+
+from otel import names as otel
+from otel.names import prometheus_name
 
 # --- span metrics (100 % of spans, before tail sampling) -----------------------------------------
 SPAN_CALLS = "traces_span_metrics_calls_total"
@@ -20,25 +22,24 @@ TOOL_CALLS = 'span_kind="SPAN_KIND_SERVER", mcp_method_name="tools/call", gen_ai
 PROVIDER_CALLS = ('span_kind="SPAN_KIND_CLIENT", gen_ai_provider_name!="", '
                   'gen_ai_provider_name=~"$provider", gen_ai_request_model=~"$model"')
 
-# --- daemon metrics --------------------------------------------------------------------------------
+# --- daemon metrics (derived from the catalogue, otel/names.py) -----------------------------------
 DAEMON_JOB = 'job="exai-daemon"'
 TARGET_INFO = "target_info"
-MCP_DURATION = "mcp_server_operation_duration_seconds"
-SESSIONS_ACTIVE = "exai_mcp_server_sessions_active"
-CALLS_IN_FLIGHT = "exai_mcp_server_calls_in_flight"
-REJECTIONS = "exai_mcp_server_rejections_total"
-WEBSOCKET_BYTES = "exai_websocket_io_bytes_total"
+MCP_DURATION = prometheus_name(otel.MCP_SERVER_OPERATION_DURATION)
+SESSIONS_ACTIVE = prometheus_name(otel.EXAI_SESSIONS_ACTIVE)
+CALLS_IN_FLIGHT = prometheus_name(otel.EXAI_CALLS_IN_FLIGHT)
+REJECTIONS = prometheus_name(otel.EXAI_REJECTIONS)
+WEBSOCKET_IO = prometheus_name(otel.EXAI_WEBSOCKET_IO)
 
-GENAI_DURATION = "gen_ai_client_operation_duration_seconds"
-GENAI_TOKENS = "gen_ai_client_token_usage"
-GENAI_TTFC = "gen_ai_client_operation_time_to_first_chunk_seconds"
-GENAI_COST = "exai_gen_ai_cost_USD_total"
-GENAI_UNPRICED = "exai_gen_ai_unpriced_calls_total"
-GENAI_CACHED_TOKENS = "exai_gen_ai_client_cached_input_tokens_total"
-GENAI_FINISH_REASONS = "exai_gen_ai_client_finish_reasons_total"
-# State gauges carry no unit, so no suffix is added (a unit "1" would add _ratio).
-CIRCUIT_STATE = "exai_gen_ai_circuit_breaker_state"
-STORAGE_FALLBACK = "exai_storage_fallback_active"
+GENAI_DURATION = prometheus_name(otel.GEN_AI_CLIENT_OPERATION_DURATION)
+GENAI_TOKENS = prometheus_name(otel.GEN_AI_CLIENT_TOKEN_USAGE)
+GENAI_TTFC = prometheus_name(otel.GEN_AI_CLIENT_TIME_TO_FIRST_CHUNK)
+GENAI_COST = prometheus_name(otel.EXAI_GEN_AI_COST)
+GENAI_UNPRICED = prometheus_name(otel.EXAI_GEN_AI_UNPRICED_CALLS)
+GENAI_CACHED_TOKENS = prometheus_name(otel.EXAI_GEN_AI_CACHED_INPUT_TOKENS)
+GENAI_FINISH_REASONS = prometheus_name(otel.EXAI_GEN_AI_FINISH_REASONS)
+CIRCUIT_STATE = prometheus_name(otel.EXAI_CIRCUIT_BREAKER_STATE)
+STORAGE_FALLBACK = prometheus_name(otel.EXAI_STORAGE_FALLBACK_ACTIVE)
 
 
 def by_name_regex(name_regex: str, matchers: str = "") -> str:
@@ -48,20 +49,20 @@ def by_name_regex(name_regex: str, matchers: str = "") -> str:
 
 PROVIDER_FILTER = 'gen_ai_provider_name=~"$provider", gen_ai_request_model=~"$model"'
 
-DB_DURATION = "db_client_operation_duration_seconds"
+DB_DURATION = prometheus_name(otel.DB_CLIENT_OPERATION_DURATION)
 REDIS = 'db_system_name="redis"'
 
-SUPABASE_DURATION = "exai_supabase_operation_duration_seconds"
-OUTBOX_DEPTH = "exai_supabase_outbox_depth"
-OUTBOX_AGE = "exai_supabase_outbox_age_seconds"
-OUTBOX_DEAD_LETTERS = "exai_supabase_outbox_dead_letters"
-OUTBOX_FAILURES = "exai_supabase_outbox_delivery_failures_total"
-OUTBOX_DROPPED = "exai_supabase_outbox_dropped_total"
+SUPABASE_DURATION = prometheus_name(otel.EXAI_SUPABASE_OPERATION_DURATION)
+OUTBOX_DEPTH = prometheus_name(otel.EXAI_SUPABASE_OUTBOX_DEPTH)
+OUTBOX_AGE = prometheus_name(otel.EXAI_SUPABASE_OUTBOX_AGE)
+OUTBOX_DEAD_LETTERS = prometheus_name(otel.EXAI_SUPABASE_OUTBOX_DEAD_LETTERS)
+OUTBOX_FAILURES = prometheus_name(otel.EXAI_SUPABASE_OUTBOX_DELIVERY_FAILURES)
+OUTBOX_DROPPED = prometheus_name(otel.EXAI_SUPABASE_OUTBOX_DROPPED)
 
-PROCESS_CPU = "process_cpu_time_seconds_total"
-PROCESS_MEMORY = "process_memory_usage_bytes"
-PROCESS_FDS = "process_open_file_descriptor_count"
-PROCESS_THREADS = "process_thread_count"
+PROCESS_CPU = prometheus_name(otel.PROCESS_CPU_TIME)
+PROCESS_MEMORY = prometheus_name(otel.PROCESS_MEMORY_USAGE)
+PROCESS_FDS = prometheus_name(otel.PROCESS_OPEN_FILE_DESCRIPTOR_COUNT)
+PROCESS_THREADS = prometheus_name(otel.PROCESS_THREAD_COUNT)
 
 # --- collector self-metrics (scraped from :8888) ---------------------------------------------------
 SIGNALS = {"spans": "Spans", "metric_points": "Metric points", "log_records": "Log records"}

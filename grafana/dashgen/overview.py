@@ -79,7 +79,7 @@ def requests() -> list[Panel]:
             "{{exai_rejection_reason}} ({{exai_rejection_scope}})")], unit="reqps",
             width=12, description="Refused by a rate limit or a concurrency limit."),
         timeseries("WebSocket traffic", [prom(
-            f"sum by (network_io_direction) (rate({n.WEBSOCKET_BYTES}[{RATE}]))",
+            f"sum by (network_io_direction) (rate({n.WEBSOCKET_IO}[{RATE}]))",
             "{{network_io_direction}}")], unit="Bps", width=12),
     ]
 
@@ -104,7 +104,7 @@ def components() -> list[Panel]:
         _card("WebSocket", f"sum(rate({mcp}}}[{RATE}]))",
               f'sum(rate({mcp}, error_type!=""}}[{RATE}]))',
               f'{n.MCP_DURATION}_bucket{{mcp_method_name="tools/call"}}',
-              ("bytes/s", f"sum(rate({n.WEBSOCKET_BYTES}[{RATE}]))", "Bps"), 5),
+              ("bytes/s", f"sum(rate({n.WEBSOCKET_IO}[{RATE}]))", "Bps"), 5),
         _card("Redis", f"sum(rate({redis}}}[{RATE}]))",
               f'sum(rate({redis}, error_type!=""}}[{RATE}]))',
               f"{n.DB_DURATION}_bucket{{{n.REDIS}}}",

@@ -73,7 +73,7 @@ async def test_standard_metrics_with_convention_buckets(client, capture):
                  names.EXAI_GEN_AI_COST, names.DB_CLIENT_OPERATION_DURATION,
                  names.EXAI_SESSIONS_ACTIVE, names.EXAI_CALLS_IN_FLIGHT,
                  names.EXAI_CIRCUIT_BREAKER_STATE, names.EXAI_STORAGE_FALLBACK_ACTIVE,
-                 names.EXAI_WEBSOCKET_BYTES, "process.cpu.utilization", "process.memory.usage"):
+                 names.EXAI_WEBSOCKET_IO, "process.cpu.utilization", "process.memory.usage"):
         assert name in metrics, f"{name} missing; have {sorted(metrics)}"
     operation = metrics[names.MCP_SERVER_OPERATION_DURATION][0]
     assert tuple(operation.explicit_bounds) == tuple(float(b) for b in names.MCP_DURATION_BUCKETS)

@@ -26,19 +26,16 @@ from .telemetry import unique_service
 
 RULE_FILE = Path(__file__).resolve().parents[2] / "backends" / "prometheus" / "rules" / "exai-alerts.yml"
 
-# What the collector's remote write (UnderscoreEscapingWithSuffixes) makes of each instrument.
-EXPECTED_NAMES = {
-    "mcp_server_operation_duration_seconds_bucket",
-    "gen_ai_client_operation_duration_seconds_bucket",
-    "gen_ai_client_token_usage_bucket",
-    "gen_ai_client_operation_time_to_first_chunk_seconds_bucket",
-    "db_client_operation_duration_seconds_bucket",
-    "exai_gen_ai_cost_USD_total",
-    "exai_gen_ai_unpriced_calls_total",
-    "exai_mcp_server_rejections_total",
-    "exai_gen_ai_circuit_breaker_state",
-    "exai_storage_fallback_active",
-}
+# The series the pushed instruments below must produce, as the catalogue derives them; the
+# collector's remote write (UnderscoreEscapingWithSuffixes) is the ground truth checked here.
+PUSHED = (names.MCP_SERVER_OPERATION_DURATION, names.GEN_AI_CLIENT_OPERATION_DURATION,
+          names.GEN_AI_CLIENT_TOKEN_USAGE, names.GEN_AI_CLIENT_TIME_TO_FIRST_CHUNK,
+          names.DB_CLIENT_OPERATION_DURATION, names.EXAI_GEN_AI_COST,
+          names.EXAI_GEN_AI_UNPRICED_CALLS, names.EXAI_REJECTIONS,
+          names.EXAI_CIRCUIT_BREAKER_STATE, names.EXAI_STORAGE_FALLBACK_ACTIVE)
+EXPECTED_NAMES = {names.prometheus_name(name)
+                  + ("_bucket" if names.METRICS[name].kind == "histogram" else "")
+                  for name in PUSHED}
 
 
 def _alert_expr(name: str) -> str:
@@ -69,9 +66,8 @@ def pushed(stack: Stack) -> dict[str, str]:
     inst.rejections.add(1, {names.EXAI_REJECTION_REASON: "rate_limited"})
     inst.db_duration.record(0.003, {names.DB_SYSTEM_NAME: "redis"})
     # The two gauges the alerts watch, registered exactly as the daemon registers them.
-    inst.observe_gauge(names.EXAI_CIRCUIT_BREAKER_STATE, "circuit", names.STATE_GAUGE_UNIT,
-                       lambda: [(2.0, attrs)])
-    inst.observe_gauge(names.EXAI_STORAGE_FALLBACK_ACTIVE, "fallback", names.STATE_GAUGE_UNIT,
+    inst.observe_gauge(names.EXAI_CIRCUIT_BREAKER_STATE, lambda: [(2.0, attrs)])
+    inst.observe_gauge(names.EXAI_STORAGE_FALLBACK_ACTIVE,
                        lambda: [(1.0, {names.EXAI_STORAGE_BACKEND: "redis"})])
     prom = stack.prometheus
     try:

@@ -63,11 +63,12 @@ def test_every_alert_has_a_firing_and_a_quiet_unit_test() -> None:
 
 def test_supabase_backlog_alerts_use_the_archive_metrics() -> None:
     from app.persistence import names as archive_names
+    from otel.names import prometheus_name
 
     text = (PROM_DIR / "rules" / "exai-alerts.yml").read_text()
-    for name, suffix in ((archive_names.OUTBOX_AGE, "_seconds"), (archive_names.OUTBOX_DEPTH, ""),
-                         (archive_names.OUTBOX_DEAD_LETTERS, "")):
-        assert name.replace(".", "_") + suffix in text
+    for name in (archive_names.OUTBOX_AGE, archive_names.OUTBOX_DEPTH,
+                 archive_names.OUTBOX_DEAD_LETTERS):
+        assert prometheus_name(name) in text
 
 
 def test_amtool_check_config_on_the_file_and_the_test_rendering(tmp_path: Path) -> None:
