@@ -225,7 +225,8 @@ EXAI_SUPABASE_OUTBOX_DEAD_LETTERS = _metric(
 # Recorded by opentelemetry-instrumentation-system-metrics (otel/setup.py), listed for the
 # dashboards' Prometheus names.
 PROCESS_CPU_TIME = _metric(process_metrics.PROCESS_CPU_TIME, "s", "counter",
-                           "CPU time of the process.")
+                           "CPU time of the process, by type (user | system).",
+                           ("type",))  # the instrumentation's label, not the convention's cpu.mode
 PROCESS_MEMORY_USAGE = _metric(process_metrics.PROCESS_MEMORY_USAGE, "By", "updowncounter",
                                "Resident memory of the process.")
 PROCESS_OPEN_FILE_DESCRIPTOR_COUNT = _metric(

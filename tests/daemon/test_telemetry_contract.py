@@ -58,6 +58,9 @@ async def test_metric_attributes_are_bounded(client, capture):
                 if key in attributes:
                     assert attributes[key] in {"glm-4.5-flash", names.OTHER_VALUE} or \
                         not attributes[key].startswith(("glm-unknown", "kimi-made-up")), attributes
+        if name in names.METRICS:
+            allowed = set(names.METRICS[name].attributes)
+            assert {k for p in points for k in (p.attributes or {})} <= allowed, name
     tools = {p.attributes.get(names.GEN_AI_TOOL_NAME)
              for p in metrics[names.MCP_SERVER_OPERATION_DURATION]}
     assert names.OTHER_VALUE in tools
