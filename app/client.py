@@ -17,18 +17,23 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from . import protocol
+from .errors import ExaiError
+
 RESULT_OPS = frozenset({"call_tool_res", "list_tools_res", "pong", "cancelled", "error"})
 OnFrame = Callable[[dict[str, Any]], Awaitable[None] | None]
 
 
-class HandshakeError(Exception):
+class HandshakeError(ExaiError):
+    """The daemon refused the hello (``error`` is its reason) or closed before answering."""
+
     def __init__(self, error: str, close_code: int | None) -> None:
         super().__init__(f"hello refused: {error} (close code {close_code})")
         self.error = error
         self.close_code = close_code
 
 
-class DaemonConnectionLost(Exception):
+class DaemonConnectionLost(ExaiError):
     """The connection closed before the reply arrived."""
 
 
@@ -42,10 +47,11 @@ class _Pending:
 class DaemonClient:
     """``async with DaemonClient.connect(url, token) as client: await client.call_tool(...)``."""
 
-    def __init__(self, ws: ClientConnection, session_id: str, server: dict[str, Any]) -> None:
+    def __init__(self, ws: ClientConnection, ack: protocol.HelloAck) -> None:
         self.ws = ws
-        self.session_id = session_id
-        self.server = server
+        self.session_id = ack.session_id
+        self.server = ack.server
+        self.tool_timeout_secs = ack.tool_timeout_secs
         self._pending: dict[tuple[str, str], _Pending] = {}
         self._ids = itertools.count(1)
         self._prefix = uuid.uuid4().hex[:8]
@@ -57,18 +63,15 @@ class DaemonClient:
                       max_size: int | None = 64 * 1024 * 1024,
                       open_timeout: float = 10.0) -> "DaemonClient":
         ws = await connect(url, max_size=max_size, open_timeout=open_timeout)
-        hello: dict[str, Any] = {"op": "hello", "token": token}
-        if session_id:
-            hello["session_id"] = session_id
-        await ws.send(json.dumps(hello))
+        await ws.send(json.dumps(protocol.hello_request(token, session_id)))
         try:
-            ack = json.loads(await ws.recv())
+            ack = protocol.parse_hello_ack(json.loads(await ws.recv()))
         except ConnectionClosed as closed:
             raise HandshakeError("closed", closed.rcvd.code if closed.rcvd else None) from None
-        if not ack.get("ok"):
+        if not ack.ok:
             await ws.wait_closed()
-            raise HandshakeError(str(ack.get("error")), ws.close_code)
-        return cls(ws, ack["session_id"], ack.get("server", {}))
+            raise HandshakeError(str(ack.error), ws.close_code)
+        return cls(ws, ack)
 
     async def __aenter__(self) -> "DaemonClient":
         return self
@@ -129,18 +132,15 @@ class DaemonClient:
                         request_id: str | None = None, meta: dict[str, str] | None = None,
                         on_frame: OnFrame | None = None,
                         timeout: float | None = None) -> dict[str, Any]:
-        frame: dict[str, Any] = {"op": "call_tool", "name": name, "arguments": arguments or {}}
-        if request_id:
-            frame["request_id"] = request_id
-        if meta:
-            frame["_meta"] = meta
+        """The final reply frame; ``protocol.parse_call_reply`` reads it."""
+        frame = protocol.call_tool_request(name, arguments, request_id, meta)
         return await self.request(frame, on_frame, timeout)
 
-    async def list_tools(self) -> list[dict[str, Any]]:
-        return (await self.request({"op": "list_tools"}))["tools"]
+    async def list_tools(self, meta: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        return (await self.request(protocol.list_tools_request(meta=meta)))["tools"]
 
     async def ping(self) -> dict[str, Any]:
-        return await self.request({"op": "ping"})
+        return await self.request(protocol.ping_request())
 
     async def cancel(self, request_id: str) -> dict[str, Any]:
-        return await self.request({"op": "cancel", "request_id": request_id})
+        return await self.request(protocol.cancel_request(request_id))

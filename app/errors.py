@@ -1,4 +1,5 @@
-"""The contract's error codes, and the exception that carries one to the reply."""
+"""The contract's error codes, the bridge's own codes, the root of the project's exceptions and
+the one that carries a code to the reply."""
 
 from __future__ import annotations
 
@@ -23,7 +24,22 @@ class ErrorCode(StrEnum):
     INTERNAL_ERROR = "INTERNAL_ERROR"
 
 
-class ToolError(Exception):
+class ExaiError(Exception):
+    """Root of every exception the daemon, its client and its bridge raise on purpose, so a
+    caller can tell "ours, with a meaning" from a bug or a library's failure."""
+
+
+class BridgeErrorCode(StrEnum):
+    """Failures between ``exai mcp`` and the daemon, sent to the MCP client as ``data.code`` of a
+    JSON-RPC error. The daemon never sends these: they are not part of its contract."""
+
+    DAEMON_UNAVAILABLE = "DAEMON_UNAVAILABLE"
+    DAEMON_CONNECTION_LOST = "DAEMON_CONNECTION_LOST"
+    BRIDGE_DEADLINE_EXCEEDED = "BRIDGE_DEADLINE_EXCEEDED"
+    INVALID_REPLY = "INVALID_REPLY"
+
+
+class ToolError(ExaiError):
     """A failure with a code the client can act on; the message must hold no secret.
 
     ``error_type`` is the low-cardinality value recorded as ``error.type`` in telemetry; it

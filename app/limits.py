@@ -12,8 +12,10 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from .errors import ExaiError
 
-class CapacityExceeded(Exception):
+
+class CapacityExceeded(ExaiError):
     """No slot became free within the bounded wait."""
 
     def __init__(self, scope: str, retry_after: float) -> None:

@@ -17,11 +17,13 @@ from importlib import resources
 from otel import names
 from otel.genai import UsageLike
 
+from .errors import ExaiError
+
 TABLE_RESOURCE = "prices.toml"
 _PER_MILLION = 1_000_000
 
 
-class PriceTableError(ValueError):
+class PriceTableError(ExaiError, ValueError):
     """The price table is malformed (missing version, a negative or non-numeric price...)."""
 
 

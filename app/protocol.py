@@ -1,4 +1,6 @@
-"""The wire format: parsing client frames and building every reply frame. Pure, no I/O.
+"""The wire format, both sides: parsing client frames and building every reply frame (the
+daemon), building requests and reading the replies (clients, the MCP bridge, benchmarks). Pure,
+no I/O.
 
 One JSON object per text frame. Replies always carry ``op`` and, when the request had one (or the
 daemon assigned one), ``request_id``, so concurrent calls never mix up.
@@ -10,11 +12,12 @@ import json
 import re
 import uuid
 from dataclasses import dataclass, field
+from enum import IntEnum
 from typing import Any
 
 from otel.redaction import has_lone_surrogate
 
-from .errors import ErrorCode
+from .errors import ErrorCode, ExaiError
 
 SESSION_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{3,64}$")
 MAX_REQUEST_ID_LENGTH = 128
@@ -22,17 +25,22 @@ REQUEST_OPS = frozenset({"list_tools", "call_tool", "ping", "cancel"})
 # A JSON escape of a code point in U+D800-U+DFFF: the only way a frame can hold a surrogate.
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
-# Close codes of the handshake.
-CLOSE_NOT_JSON = 4000
-CLOSE_MISSING_HELLO = 4001
-CLOSE_HELLO_TIMEOUT = 4002
-CLOSE_UNAUTHORIZED = 4003
-# Close codes of an open session.
-CLOSE_IDLE_TIMEOUT = 4004
-CLOSE_POLICY = 1008
 
 
-class FrameError(Exception):
+class CloseCode(IntEnum):
+    """Every WebSocket close code the daemon sends; 4000-4003 end a refused handshake."""
+
+    GOING_AWAY = 1001  # the daemon is stopping
+    POLICY = 1008  # over the connection limits
+    TOO_BIG = 1009  # a frame over EXAI_WS_MAX_BYTES (sent by websockets itself)
+    NOT_JSON = 4000
+    MISSING_HELLO = 4001
+    HELLO_TIMEOUT = 4002
+    UNAUTHORIZED = 4003
+    IDLE_TIMEOUT = 4004
+
+
+class FrameError(ExaiError):
     """A frame the daemon cannot act on; answered with an ``error`` frame, connection kept."""
 
     def __init__(self, code: ErrorCode, message: str, request_id: str | None = None) -> None:
@@ -232,3 +240,153 @@ def cancelled(request_id: str, ok: bool, error: dict[str, Any] | None = None) ->
     if error:
         frame["error"] = error
     return frame
+
+
+# --- client side: requests, and the replies a client reads -------------------------------------
+
+def hello_request(token: str, session_id: str | None = None) -> dict[str, Any]:
+    frame: dict[str, Any] = {"op": "hello", "token": token}
+    if session_id:
+        frame["session_id"] = session_id
+    return frame
+
+
+def call_tool_request(name: str, arguments: dict[str, Any] | None = None,
+                      request_id: str | None = None,
+                      meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    frame: dict[str, Any] = {"op": "call_tool", "name": name, "arguments": arguments or {}}
+    if request_id:
+        frame["request_id"] = request_id
+    if meta:
+        frame["_meta"] = meta
+    return frame
+
+
+def list_tools_request(request_id: str | None = None,
+                       meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    frame: dict[str, Any] = {"op": "list_tools"}
+    if request_id:
+        frame["request_id"] = request_id
+    if meta:
+        frame["_meta"] = meta
+    return frame
+
+
+def ping_request(request_id: str | None = None) -> dict[str, Any]:
+    return {"op": "ping", "request_id": request_id} if request_id else {"op": "ping"}
+
+
+def cancel_request(request_id: str) -> dict[str, Any]:
+    """Cancels the call in flight whose ``request_id`` this is (a cancel has no id of its own)."""
+    return {"op": "cancel", "request_id": request_id}
+
+
+@dataclass(frozen=True)
+class HelloAck:
+    """The daemon's answer to ``hello``: a session, or the reason it refused (``session_id``
+    is empty then)."""
+
+    ok: bool
+    session_id: str
+    server: dict[str, Any]
+    error: str | None
+
+    @property
+    def tool_timeout_secs(self) -> float | None:
+        """The tool timeout the daemon announced, so clients derive their deadlines from it."""
+        reported = (_dict(self.server.get("limits"))).get(
+            "tool_timeout_secs", self.server.get("tool_timeout_secs"))
+        if isinstance(reported, (int, float)) and not isinstance(reported, bool) and reported > 0:
+            return float(reported)
+        return None
+
+
+def parse_hello_ack(frame: dict[str, Any]) -> HelloAck:
+    session_id = frame.get("session_id")
+    ok = frame.get("op") == "hello_ack" and frame.get("ok") is True and isinstance(
+        session_id, str) and bool(session_id)
+    error = frame.get("error")
+    return HelloAck(ok=ok, session_id=session_id if ok else "",
+                    server=_dict(frame.get("server")),
+                    error=None if ok else str(error if error is not None else "invalid_reply"))
+
+
+@dataclass(frozen=True)
+class ReplyError:
+    """A reply's ``error``. ``code`` is kept as sent: a newer daemon may send a code this client
+    does not know, and it compares equal to the matching ``ErrorCode`` member either way."""
+
+    code: str
+    message: str
+    details: dict[str, Any] | None = None
+
+
+def reply_error(frame: dict[str, Any]) -> ReplyError:
+    """The error of a failed reply; a reply with none is the client's ``INVALID_REPLY``."""
+    error = _dict(frame.get("error"))
+    details = error.get("details")
+    return ReplyError(code=str(error.get("code") or "INVALID_REPLY"),
+                      message=str(error.get("message") or "the daemon sent no error message"),
+                      details=details if isinstance(details, dict) and details else None)
+
+
+@dataclass(frozen=True)
+class TokenUsage:
+    """``metadata.usage`` of a chat reply; a field the provider did not report is None."""
+
+    input_tokens: int | None
+    output_tokens: int | None
+    cached_input_tokens: int | None
+
+
+@dataclass(frozen=True)
+class CallReply:
+    """The final reply to a ``call_tool``: ``call_tool_res``, or the ``error`` frame refusing it."""
+
+    op: str
+    request_id: str | None
+    ok: bool
+    texts: tuple[str, ...]
+    metadata: dict[str, Any]
+    trace_id: str | None
+    error: ReplyError | None
+
+    @property
+    def text(self) -> str:
+        return self.texts[0] if self.texts else ""
+
+    @property
+    def usage(self) -> TokenUsage | None:
+        """None when the reply carries no usage (``null`` or absent): unknown, not zero."""
+        usage = self.metadata.get("usage")
+        if not isinstance(usage, dict):
+            return None
+        return TokenUsage(*(_int_or_none(usage.get(key)) for key in
+                            ("input_tokens", "output_tokens", "cached_input_tokens")))
+
+    @property
+    def cost_usd(self) -> float | None:
+        cost = self.metadata.get("cost_usd")
+        return float(cost) if isinstance(cost, (int, float)) and not isinstance(cost, bool) \
+            else None
+
+
+def parse_call_reply(frame: dict[str, Any]) -> CallReply:
+    op = str(frame.get("op"))
+    ok = op == "call_tool_res" and frame.get("ok") is True
+    outputs = frame.get("outputs") if ok else None
+    texts = tuple(str(item.get("text", "")) for item in outputs or ()
+                  if isinstance(item, dict) and item.get("type") == "text")
+    request_id, trace_id = frame.get("request_id"), frame.get("trace_id")
+    return CallReply(op=op, request_id=request_id if isinstance(request_id, str) else None,
+                     ok=ok, texts=texts, metadata=_dict(frame.get("metadata")),
+                     trace_id=trace_id if isinstance(trace_id, str) else None,
+                     error=None if ok else reply_error(frame))
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

@@ -26,6 +26,8 @@ from otel.redaction import escape_controls
 from . import __version__, browser_guard, protocol
 from .auth import ServerToken, server_token
 from .config import Settings
+from .errors import ExaiError
+from .protocol import CloseCode
 from .session import Session, SessionLimits, SessionServices
 
 log = logging.getLogger(__name__)
@@ -38,8 +40,8 @@ INCOMING_QUEUE_FRAMES = 4
 CLOSE_TIMEOUT_SECS = 2.0
 
 
-class HandshakeRefused(Exception):
-    def __init__(self, close_code: int, reason: str, reply: dict | None = None) -> None:
+class HandshakeRefused(ExaiError):
+    def __init__(self, close_code: CloseCode, reason: str, reply: dict | None = None) -> None:
         super().__init__(reason)
         self.close_code = close_code
         self.reason = reason
@@ -103,7 +105,7 @@ class WebSocketServer:
         deadline = loop.time() + deadline_secs
         for session in list(self.sessions):
             session.cancel_calls()
-        closing = [asyncio.create_task(ws.close(1001, "daemon stopping"))
+        closing = [asyncio.create_task(ws.close(CloseCode.GOING_AWAY, "daemon stopping"))
                    for ws in list(server.connections)]
         if closing:
             await asyncio.wait(closing, timeout=max(0.0, deadline - loop.time()))
@@ -141,7 +143,7 @@ class WebSocketServer:
                 or self._handshaking[client] >= self._settings.max_connections_per_client):
             self._inst.rejections.add(1, {names.EXAI_REJECTION_REASON: "too_many_connections",
                                           names.EXAI_REJECTION_SCOPE: "handshake"})
-            await ws.close(protocol.CLOSE_POLICY, "too many connections")
+            await ws.close(CloseCode.POLICY, "too many connections")
             return
         self._connections += 1
         self._handshaking[client] += 1
@@ -211,24 +213,24 @@ class WebSocketServer:
             async with asyncio.timeout(self._settings.ws_hello_timeout):
                 message = await ws.recv()
         except TimeoutError:
-            raise HandshakeRefused(protocol.CLOSE_HELLO_TIMEOUT, "hello_timeout") from None
+            raise HandshakeRefused(CloseCode.HELLO_TIMEOUT, "hello_timeout") from None
         if isinstance(message, bytes):
-            raise HandshakeRefused(protocol.CLOSE_NOT_JSON, "not_json")
+            raise HandshakeRefused(CloseCode.NOT_JSON, "not_json")
         try:
             frame = protocol.parse_json_object(message)
         except protocol.FrameError:
-            raise HandshakeRefused(protocol.CLOSE_NOT_JSON, "not_json") from None
+            raise HandshakeRefused(CloseCode.NOT_JSON, "not_json") from None
         hello = protocol.parse_hello(frame)
         if hello is None:
-            raise HandshakeRefused(protocol.CLOSE_MISSING_HELLO, "missing_hello",
+            raise HandshakeRefused(CloseCode.MISSING_HELLO, "missing_hello",
                                    protocol.hello_refused("missing_hello"))
         expected = self._token.value if self._token is not None else None
         if expected is not None and not hmac.compare_digest(
                 hello.token.encode(errors="replace"), expected.encode()):
             await asyncio.sleep(AUTH_FAILURE_DELAY_SECS)
-            raise HandshakeRefused(protocol.CLOSE_UNAUTHORIZED, "unauthorized",
+            raise HandshakeRefused(CloseCode.UNAUTHORIZED, "unauthorized",
                                    protocol.hello_refused("unauthorized"))
         if hello.session_id is not None and not protocol.valid_session_id(hello.session_id):
-            raise HandshakeRefused(protocol.CLOSE_MISSING_HELLO, "invalid_session_id",
+            raise HandshakeRefused(CloseCode.MISSING_HELLO, "invalid_session_id",
                                    protocol.hello_refused("invalid_session_id"))
         return hello.session_id or protocol.new_session_id()

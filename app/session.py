@@ -31,7 +31,7 @@ from otel.propagation import extract_context, trace_id_hex, with_fresh_trace
 from otel.redaction import scrub
 
 from . import protocol
-from .errors import ErrorCode, ToolError
+from .errors import ErrorCode, ExaiError, ToolError
 from .limits import CapacityExceeded, Slots, TokenBucket
 from .tools.base import CallContext, ToolRegistry
 
@@ -68,7 +68,7 @@ class SessionLimits:
     idle_timeout_secs: float = 600.0
 
 
-class ClientCancelled(Exception):
+class ClientCancelled(ExaiError):
     """Marks a call cancelled by the client's ``cancel`` (as opposed to a disconnect)."""
 
 
@@ -121,7 +121,7 @@ class Session:
                          self._limits.idle_timeout_secs)
                 self._inst.rejections.add(1, {names.EXAI_REJECTION_REASON: "idle_timeout",
                                               names.EXAI_REJECTION_SCOPE: "session"})
-                await self.ws.close(protocol.CLOSE_IDLE_TIMEOUT, "idle timeout")
+                await self.ws.close(protocol.CloseCode.IDLE_TIMEOUT, "idle timeout")
                 return None
 
     def _backlogged(self) -> bool:

@@ -24,7 +24,9 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from app import protocol
 from app.client import DaemonConnectionLost
+from app.errors import BridgeErrorCode, ErrorCode
 from otel import names
 from otel.propagation import extract_context, inject_meta, trace_id_hex
 
@@ -114,23 +116,23 @@ class Forwarder:
         request_id = new_request_id()
         with self._operation("tools/list", None, request_id, meta):
             client = await self._client()
-            frame = {"op": "list_tools", "request_id": request_id, "_meta": inject_meta()}
+            frame = protocol.list_tools_request(request_id, inject_meta())
             try:
                 reply = await self._await_reply(client.request(frame, timeout=self.deadline_secs),
                                                 "tools/list", request_id)
             except TimeoutError:
                 raise results.bridge_error(
-                    results.BRIDGE_DEADLINE_EXCEEDED,
+                    BridgeErrorCode.BRIDGE_DEADLINE_EXCEEDED,
                     f"no tools/list answer from the daemon within {self.deadline_secs:g}s",
                     request_id=request_id) from None
             if reply.get("op") != "list_tools_res":
-                error = reply.get("error") or {}
-                raise results.bridge_error(str(error.get("code", "INVALID_REPLY")),
-                                           f"the daemon refused tools/list: {error.get('message')}")
+                error = protocol.reply_error(reply)
+                raise results.bridge_error(error.code,
+                                           f"the daemon refused tools/list: {error.message}")
             return results.tools_from(reply.get("tools") or [])
 
     async def call_tool(self, name: str, arguments: dict[str, Any],
-                        meta: Mapping[str, Any] | None, on_frame: OnFrame) -> dict[str, Any]:
+                        meta: Mapping[str, Any] | None, on_frame: OnFrame) -> protocol.CallReply:
         """The daemon's final ``call_tool_res`` (or ``error``) frame for one call."""
         request_id = new_request_id()
         with self._operation("tools/call", name, request_id, meta) as (span, outcome):
@@ -138,7 +140,7 @@ class Forwarder:
             deadline = self.deadline_secs
             started = time.perf_counter()
             try:
-                reply = await self._await_reply(
+                frame = await self._await_reply(
                     client.call_tool(name, arguments, request_id=request_id, meta=inject_meta(),
                                      on_frame=on_frame, timeout=deadline),
                     f"tools/call {name}", request_id)
@@ -146,7 +148,7 @@ class Forwarder:
                 await self._cancel_in_daemon(client, request_id)
                 outcome["error_type"] = "timeout"
                 raise results.bridge_error(
-                    results.BRIDGE_DEADLINE_EXCEEDED,
+                    BridgeErrorCode.BRIDGE_DEADLINE_EXCEEDED,
                     f"no answer from the daemon for tools/call {name} within {deadline:g}s (its "
                     f"tool timeout plus {self._margin:g}s); the call was cancelled",
                     request_id=request_id, trace_id=trace_id_hex(span)) from None
@@ -155,18 +157,19 @@ class Forwarder:
                 await self._cancel_in_daemon(client, request_id)
                 outcome["error_type"] = "cancelled"
                 raise
+            reply = protocol.parse_call_reply(frame)
             outcome["error_type"] = results.error_type_of(reply)
-            outcome["known_tool"] = outcome["error_type"] != "TOOL_NOT_FOUND"
+            outcome["known_tool"] = outcome["error_type"] != ErrorCode.TOOL_NOT_FOUND
             log.info("tools/call %s -> %s in %.3fs (request_id %s, daemon trace_id %s)", name,
                      outcome["error_type"] or "ok", time.perf_counter() - started, request_id,
-                     reply.get("trace_id"))
+                     reply.trace_id)
             return reply
 
     async def _client(self):
         try:
             return await self._link.client()
         except DaemonUnavailable as error:
-            raise results.bridge_error(results.DAEMON_UNAVAILABLE, str(error),
+            raise results.bridge_error(BridgeErrorCode.DAEMON_UNAVAILABLE, str(error),
                                        url=self._link.url) from None
 
     async def _await_reply(self, pending: Any, what: str, request_id: str) -> dict[str, Any]:
@@ -175,7 +178,7 @@ class Forwarder:
         except DaemonConnectionLost:
             span = trace.get_current_span()
             raise results.bridge_error(
-                results.DAEMON_CONNECTION_LOST,
+                BridgeErrorCode.DAEMON_CONNECTION_LOST,
                 f"the connection to the exai daemon closed during {what}; its outcome is unknown "
                 f"(request_id {request_id}, trace_id {trace_id_hex(span)}). The bridge is "
                 "reconnecting; retry the request.",

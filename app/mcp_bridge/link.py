@@ -13,9 +13,9 @@ import asyncio
 import logging
 import uuid
 from collections import deque
-from typing import Any
 
 from app.client import DaemonClient, HandshakeError
+from app.errors import ExaiError
 from otel.redaction import scrub
 
 from .backoff import backoff_delays
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 UNSOLICITED_KEPT = 32
 
 
-class DaemonUnavailable(Exception):
+class DaemonUnavailable(ExaiError):
     """No connection to the daemon within the wait; the message says where and why."""
 
 
@@ -56,12 +56,8 @@ class DaemonLink:
     def tool_timeout_secs(self) -> float:
         """The daemon's tool timeout: what the daemon reports in ``hello_ack``, else the same
         ``EXAI_TOOL_TIMEOUT_SECS`` setting the daemon reads."""
-        server: dict[str, Any] = self._client.server if self._client else {}
-        reported = (server.get("limits") or {}).get("tool_timeout_secs", server.get(
-            "tool_timeout_secs"))
-        if isinstance(reported, (int, float)) and not isinstance(reported, bool) and reported > 0:
-            return float(reported)
-        return self._settings.tool_timeout_secs
+        reported = self._client.tool_timeout_secs if self._client else None
+        return reported or self._settings.tool_timeout_secs
 
     def start(self) -> None:
         if self._supervisor is None:

@@ -15,14 +15,14 @@ from typing import Any
 import mcp_types as types
 from mcp.shared.exceptions import MCPError
 
+from app.errors import BridgeErrorCode, ErrorCode
+from app.protocol import CallReply
+
 TRACE_ID_META_KEY = "exai/trace_id"
 REQUEST_ID_META_KEY = "exai/request_id"
 # Daemon error codes meaning "the request itself was wrong", answered as JSON-RPC errors.
-_PROTOCOL_ERRORS = frozenset({"TOOL_NOT_FOUND", "VALIDATION_ERROR", "INVALID_REQUEST"})
-# Bridge-side failures, as ``data.code`` of a JSON-RPC internal error.
-DAEMON_UNAVAILABLE = "DAEMON_UNAVAILABLE"
-DAEMON_CONNECTION_LOST = "DAEMON_CONNECTION_LOST"
-BRIDGE_DEADLINE_EXCEEDED = "BRIDGE_DEADLINE_EXCEEDED"
+_PROTOCOL_ERRORS = frozenset({ErrorCode.TOOL_NOT_FOUND, ErrorCode.VALIDATION_ERROR,
+                              ErrorCode.INVALID_REQUEST})
 
 
 def tools_from(listing: list[dict[str, Any]]) -> list[types.Tool]:
@@ -31,44 +31,35 @@ def tools_from(listing: list[dict[str, Any]]) -> list[types.Tool]:
             for tool in listing]
 
 
-def error_type_of(reply: dict[str, Any]) -> str | None:
+def error_type_of(reply: CallReply) -> str | None:
     """The low-cardinality ``error.type`` for a reply, or None when it succeeded."""
-    if reply.get("op") == "call_tool_res" and reply.get("ok"):
-        return None
-    return str((reply.get("error") or {}).get("code") or "INVALID_REPLY")
+    return None if reply.error is None else reply.error.code
 
 
-def call_result(name: str, reply: dict[str, Any]) -> types.CallToolResult:
+def call_result(name: str, reply: CallReply) -> types.CallToolResult:
     """The MCP result for a daemon reply; raises ``MCPError`` when the request itself was wrong."""
-    meta = {TRACE_ID_META_KEY: reply.get("trace_id"), REQUEST_ID_META_KEY: reply.get("request_id")}
+    meta = {TRACE_ID_META_KEY: reply.trace_id, REQUEST_ID_META_KEY: reply.request_id}
     meta = {key: value for key, value in meta.items() if value}
-    if reply.get("op") == "call_tool_res" and reply.get("ok"):
-        outputs = reply.get("outputs") or []
-        content = [types.TextContent(type="text", text=str(item.get("text", "")))
-                   for item in outputs if item.get("type") == "text"]
-        metadata = reply.get("metadata")
+    if reply.error is None:
+        content = [types.TextContent(type="text", text=text) for text in reply.texts]
         return types.CallToolResult(content=content, _meta=meta or None,
-                                    structured_content=metadata if isinstance(metadata, dict)
-                                    and metadata else None)
-    error = reply.get("error") or {}
-    code = str(error.get("code") or "INVALID_REPLY")
-    message = str(error.get("message") or "the daemon sent no error message")
-    details = error.get("details")
+                                    structured_content=reply.metadata or None)
+    code, message, details = reply.error.code, reply.error.message, reply.error.details
     data = {"code": code, **({"details": details} if details else {}), **meta}
-    if code == "TOOL_NOT_FOUND":
+    if code == ErrorCode.TOOL_NOT_FOUND:
         raise MCPError(types.INVALID_PARAMS, f"Unknown tool: {name!r}", data)
-    if code in _PROTOCOL_ERRORS or reply.get("op") != "call_tool_res":
+    if code in _PROTOCOL_ERRORS or reply.op != "call_tool_res":
         raise MCPError(types.INVALID_PARAMS, f"{code}: {message}", data)
     text = f"{code}: {message}"
     if details:
         text += f"\ndetails: {json.dumps(details, sort_keys=True, default=str)}"
-    if reply.get("trace_id"):
-        text += f"\ntrace_id: {reply['trace_id']}"
+    if reply.trace_id:
+        text += f"\ntrace_id: {reply.trace_id}"
     return types.CallToolResult(content=[types.TextContent(type="text", text=text)],
                                 is_error=True, _meta=meta or None)
 
 
-def bridge_error(code: str, message: str, **data: Any) -> MCPError:
+def bridge_error(code: BridgeErrorCode | str, message: str, **data: Any) -> MCPError:
     """A JSON-RPC internal error for failures between the bridge and the daemon."""
     return MCPError(types.INTERNAL_ERROR, message,
-                    {"code": code, **{k: v for k, v in data.items() if v is not None}})
+                    {"code": str(code), **{k: v for k, v in data.items() if v is not None}})

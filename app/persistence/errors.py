@@ -11,6 +11,8 @@ from postgrest.exceptions import APIError
 
 from otel.redaction import scrub
 
+from ..errors import ExaiError
+
 # SQLSTATE classes 22 (data exception: value too long, bad timestamp...) and 23 (integrity
 # constraint: check, not-null, foreign key, unique) mean the row itself is bad: sending it again
 # gives the same answer, so it is a poison row. Everything else (network, timeouts, 5xx, 401,
@@ -18,7 +20,7 @@ from otel.redaction import scrub
 _POISON_SQLSTATE = re.compile(r"^2[23][0-9A-Z]{3}$")
 
 
-class ArchiveError(Exception):
+class ArchiveError(ExaiError):
     """Base of the archive's errors."""
 
     def __init__(self, message: str, *, code: str | None = None, hint: str | None = None,

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Literal
 
-PROVIDER_ERROR = "PROVIDER_ERROR"
-PROVIDER_UNAVAILABLE = "PROVIDER_UNAVAILABLE"
-ErrorCode = Literal["PROVIDER_ERROR", "PROVIDER_UNAVAILABLE"]
+from ..errors import ErrorCode, ExaiError
 
 OnChunk = Callable[[str], Awaitable[None]]
 """Called with each text delta of a streamed answer, in order, before the call returns."""
@@ -55,10 +52,11 @@ class ChatResult:
     model: str
 
 
-class ProviderError(Exception):
+class ProviderError(ExaiError):
     """A provider call failed.
 
-    ``code`` is the daemon's error code for the client; ``error_type`` is a low-cardinality label
+    ``code`` is the daemon's error code for the client (``PROVIDER_ERROR`` or
+    ``PROVIDER_UNAVAILABLE``); ``error_type`` is a low-cardinality label
     for telemetry ("429", "500", "timeout", "connect_error", "network_error", "circuit_open",
     "no_api_key", "invalid_response", "stream_error", "response_too_large"); ``retry_after`` is a
     hint in seconds.
@@ -77,5 +75,5 @@ class ProviderError(Exception):
         self.status_code = status_code
 
     def __repr__(self) -> str:
-        return (f"ProviderError(code={self.code!r}, error_type={self.error_type!r}, "
+        return (f"ProviderError(code={self.code.value!r}, error_type={self.error_type!r}, "
                 f"message={self.message!r}, retry_after={self.retry_after!r})")

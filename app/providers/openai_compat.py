@@ -34,12 +34,12 @@ import httpx
 from pydantic import SecretStr
 
 from app import pricing
+from app.errors import ErrorCode, ExaiError
 from otel import genai, redaction
 from otel.instruments import Instruments
 
 from . import retry, sse
-from .base import (PROVIDER_ERROR, PROVIDER_UNAVAILABLE, ChatRequest, ChatResult, OnChunk,
-                   ProviderError, Usage)
+from .base import ChatRequest, ChatResult, OnChunk, ProviderError, Usage
 from .circuit import CircuitBreaker, Permit
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -58,7 +58,7 @@ class ProviderSpec:
     api_key: SecretStr = field(default_factory=lambda: SecretStr(""), repr=False)
 
 
-class _Retryable(Exception):
+class _Retryable(ExaiError):
     """An attempt failed in a way worth retrying; carries the error to raise if we stop."""
 
     def __init__(self, error: ProviderError) -> None:
@@ -143,12 +143,12 @@ class Provider:
 
     def _admit(self) -> Permit:
         if not self.configured:
-            raise ProviderError(PROVIDER_UNAVAILABLE, "no_api_key",
+            raise ProviderError(ErrorCode.PROVIDER_UNAVAILABLE, "no_api_key",
                                 f"{self.key}: no API key is configured", provider=self.key)
         permit = self.breaker.try_acquire()
         if permit is None:
             wait = self.breaker.retry_after()
-            raise ProviderError(PROVIDER_UNAVAILABLE, "circuit_open",
+            raise ProviderError(ErrorCode.PROVIDER_UNAVAILABLE, "circuit_open",
                                 f"{self.key}: circuit open after repeated provider failures; "
                                 f"retry in {wait:.1f}s", retry_after=wait or None,
                                 provider=self.key)
@@ -258,7 +258,7 @@ class Provider:
         try:
             chunk = sse.parse_chunk(data)
         except sse.StreamErrorEvent:
-            raise ProviderError(PROVIDER_ERROR, "stream_error",
+            raise ProviderError(ErrorCode.PROVIDER_ERROR, "stream_error",
                                 f"{self.key}: the provider reported an error mid-stream",
                                 provider=self.key) from None
         except sse.ResponseFormatError as exc:
@@ -291,31 +291,31 @@ class Provider:
         retry_after = retry.parse_retry_after(response.headers.get("retry-after"))
         detail = upstream_code(body, [self._spec.api_key.get_secret_value()])
         message = f"{self.key}: HTTP {status}" + (f" ({detail})" if detail else "")
-        error = ProviderError(PROVIDER_ERROR, str(status), message, retry_after=retry_after,
-                              provider=self.key, status_code=status)
+        error = ProviderError(ErrorCode.PROVIDER_ERROR, str(status), message,
+                              retry_after=retry_after, provider=self.key, status_code=status)
         return _Retryable(error) if retry.is_retryable_status(status) else error
 
     def _transport_error(self, exc: httpx.HTTPError) -> Exception:
         # Never put str(exc) in the message: it is httpx's text, outside our control.
         if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
-            return _Retryable(ProviderError(PROVIDER_ERROR, "connect_error",
+            return _Retryable(ProviderError(ErrorCode.PROVIDER_ERROR, "connect_error",
                                             f"{self.key}: could not connect to the provider",
                                             provider=self.key))
         if isinstance(exc, httpx.TimeoutException):
-            return ProviderError(PROVIDER_ERROR, "timeout",
+            return ProviderError(ErrorCode.PROVIDER_ERROR, "timeout",
                                  f"{self.key}: no answer within {self._timeout.read}s",
                                  provider=self.key)
-        return ProviderError(PROVIDER_ERROR, "network_error",
+        return ProviderError(ErrorCode.PROVIDER_ERROR, "network_error",
                              f"{self.key}: the connection failed ({type(exc).__name__})",
                              provider=self.key)
 
     def _too_large(self) -> ProviderError:
-        return ProviderError(PROVIDER_ERROR, "response_too_large",
+        return ProviderError(ErrorCode.PROVIDER_ERROR, "response_too_large",
                              f"{self.key}: the answer exceeded {self._max_response_bytes} bytes",
                              provider=self.key)
 
     def _invalid(self, why: str) -> ProviderError:
-        return ProviderError(PROVIDER_ERROR, "invalid_response", f"{self.key}: {why}",
+        return ProviderError(ErrorCode.PROVIDER_ERROR, "invalid_response", f"{self.key}: {why}",
                              provider=self.key)
 
 

@@ -20,12 +20,13 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import ExaiError
 from .base import Usage
 
 DONE = "[DONE]"
 
 
-class ResponseFormatError(ValueError):
+class ResponseFormatError(ExaiError, ValueError):
     """The upstream sent something that is not a chat-completions response."""
 
 
@@ -33,7 +34,7 @@ class StreamErrorEvent(ResponseFormatError):
     """The upstream reported an error inside the stream (``{"error": {...}}`` as a chunk)."""
 
 
-class ResponseTooLarge(Exception):
+class ResponseTooLarge(ExaiError):
     """The upstream sent more than ``limit`` bytes (an answer, or one line of a stream)."""
 
     def __init__(self, limit: int) -> None:

@@ -96,7 +96,7 @@ class ChatTool:
             details = {"provider": provider.key, "error_type": exc.error_type}
             if exc.retry_after is not None:
                 details["retry_after"] = exc.retry_after
-            raise ToolError(ErrorCode(exc.code), str(exc), details=details,
+            raise ToolError(exc.code, str(exc), details=details,
                             error_type=exc.error_type) from None
 
         new_turns = [Turn("user", cut_for_thread(args.prompt, self._max_turn_chars)),

@@ -132,7 +132,7 @@ async def test_an_idle_session_is_closed_with_4004(start_daemon, capture):
         with pytest.raises(ConnectionClosed):
             async with asyncio.timeout(5):
                 await ws.recv()
-        assert ws.close_code == protocol.CLOSE_IDLE_TIMEOUT
+        assert ws.close_code == protocol.CloseCode.IDLE_TIMEOUT
     points = capture.metrics()[names.EXAI_REJECTIONS]
     assert any(p.attributes.get(names.EXAI_REJECTION_REASON) == "idle_timeout" for p in points)
 

@@ -13,6 +13,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from app.client import DaemonClient, HandshakeError
+from app.protocol import CloseCode
 from app.server import AUTH_FAILURE_DELAY_SECS
 from otel import names
 
@@ -54,24 +55,25 @@ async def test_session_id_is_assigned_when_absent(running):
 
 async def test_not_json_closes_4000(running):
     frames, code = await _first_frame_then_close(running.url, "{not json")
-    assert frames == [] and code == 4000
+    assert frames == [] and code == CloseCode.NOT_JSON
 
 
 async def test_binary_first_frame_closes_4000(running):
     frames, code = await _first_frame_then_close(running.url, b"\x00\x01")
-    assert code == 4000
+    assert code == CloseCode.NOT_JSON
 
 
 async def test_json_but_not_hello_answers_missing_hello_and_closes_4001(running):
     frames, code = await _first_frame_then_close(running.url, json.dumps({"op": "ping"}))
     assert frames == [{"op": "hello_ack", "ok": False, "error": "missing_hello"}]
-    assert code == 4001
+    assert code == CloseCode.MISSING_HELLO
 
 
 async def test_wrong_token_answers_unauthorized_and_closes_4003(running):
     with pytest.raises(HandshakeError) as refused:
         await DaemonClient.connect(running.url, "wrong-token")
-    assert refused.value.error == "unauthorized" and refused.value.close_code == 4003
+    assert refused.value.error == "unauthorized"
+    assert refused.value.close_code == CloseCode.UNAUTHORIZED
 
 
 async def test_invalid_session_id_is_refused(running):
@@ -83,7 +85,7 @@ async def test_invalid_session_id_is_refused(running):
 async def test_silence_closes_4002_after_hello_timeout(start_daemon):
     daemon = await start_daemon(EXAI_WS_HELLO_TIMEOUT=0.3)
     frames, code = await _first_frame_then_close(daemon.url, None)
-    assert code == 4002
+    assert code == CloseCode.HELLO_TIMEOUT
 
 
 async def test_without_a_configured_token_one_is_generated_private_and_kept(start_daemon,
@@ -144,7 +146,7 @@ async def test_per_client_limit_counts_unauthenticated_connections_with_loopback
     waiting = [await connect(daemon.url, local_addr=(f"127.0.0.{n}", 0)) for n in (2, 3)]
     try:
         frames, code = await _first_frame_then_close(daemon.url, None)
-        assert code == 1008
+        assert code == CloseCode.POLICY
         assert await _upgrade_status(port, {"Host": f"127.0.0.1:{port}"}, "127.0.0.4") == 101
     finally:
         for ws in waiting:

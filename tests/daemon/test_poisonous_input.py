@@ -25,6 +25,7 @@ from redis.asyncio import Redis
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from app.protocol import CloseCode
 from otel.logs import bridge_handler, console_handler
 from tests.harness.redis_server import redis_process
 
@@ -175,7 +176,7 @@ async def _close_code_after_hello(url: str, payload: str) -> int | None:
     '{"op": "hello", "token": "%s", "n": %s}' % (TOKEN, HUGE),
 ], ids=["token", "session_id", "number"])
 async def test_a_poisonous_hello_is_refused_with_a_close_code_not_a_crash(running, payload):
-    assert await _close_code_after_hello(running.url, payload) == 4000
+    assert await _close_code_after_hello(running.url, payload) == CloseCode.NOT_JSON
 
 
 # --- the console -----------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import pytest
 
 from app.client import HandshakeError
 from app.mcp_bridge.link import _describe
+from app.protocol import CloseCode
 from otel.redaction import MASK, MAX_SCRUBBED_CHARS, escape_controls, has_lone_surrogate, scrub
 
 
@@ -74,6 +75,6 @@ def test_the_bridge_describes_a_failed_connection_without_its_token() -> None:
     token = "bridge-token-0123"
     described = _describe(OSError(f"refused for {token}\nforged"), (token,))
     assert described == f"OSError: refused for {MASK}\\nforged"
-    refused = _describe(HandshakeError("unauthorized\x1b[2J", 4003), (token,))
+    refused = _describe(HandshakeError("unauthorized\x1b[2J", CloseCode.UNAUTHORIZED), (token,))
     assert "\x1b" not in refused and refused.startswith("the daemon refused the hello:")
     assert _describe(TimeoutError(), (token,)) == "timed out connecting"

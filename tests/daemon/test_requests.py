@@ -9,6 +9,8 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from app.protocol import CloseCode
+
 from .conftest import TOKEN
 
 
@@ -71,7 +73,7 @@ async def test_oversize_frame_closes_1009_and_daemon_keeps_serving(start_daemon)
     await ws.send(json.dumps({"op": "ping", "pad": "x" * 10_000}))
     with pytest.raises(ConnectionClosed):
         await asyncio.wait_for(ws.recv(), 5)
-    assert ws.close_code == 1009
+    assert ws.close_code == CloseCode.TOO_BIG
     client = await daemon.client()
     assert (await client.ping())["op"] == "pong"
     await client.close()

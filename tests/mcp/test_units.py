@@ -18,6 +18,7 @@ from app.mcp_bridge.link import DaemonLink
 from app.mcp_bridge.progress import ProgressRelay
 from app.mcp_bridge.settings import BridgeOptions, BridgeSettings
 from app.mcp_bridge.telemetry import SERVICE_NAME, default_service_name
+from app.protocol import CallReply, parse_call_reply, parse_hello_ack
 
 
 def test_backoff_grows_with_jitter_and_stays_under_the_cap():
@@ -34,8 +35,9 @@ def test_request_ids_are_random_and_fit_the_daemon_limit():
     assert len(ids) == 1000 and all(len(i) <= 128 for i in ids)
 
 
-def _reply(**fields):
-    return {"op": "call_tool_res", "request_id": "mcp-1", "trace_id": "ab" * 16, **fields}
+def _reply(**fields) -> CallReply:
+    return parse_call_reply({"op": "call_tool_res", "request_id": "mcp-1", "trace_id": "ab" * 16,
+                             **fields})
 
 
 def test_a_successful_reply_keeps_text_metadata_and_trace_id():
@@ -69,8 +71,9 @@ def test_tool_failures_are_results_the_model_can_read():
 
 def test_a_daemon_error_frame_is_a_protocol_error():
     with pytest.raises(MCPError) as failure:
-        results.call_result("chat", {"op": "error", "request_id": "mcp-1", "error": {
-            "code": "VALIDATION_ERROR", "message": "arguments must be a JSON object"}})
+        results.call_result("chat", parse_call_reply({
+            "op": "error", "request_id": "mcp-1", "error": {
+                "code": "VALIDATION_ERROR", "message": "arguments must be a JSON object"}}))
     assert failure.value.error.code == types.INVALID_PARAMS
 
 
@@ -90,8 +93,10 @@ def test_the_url_and_timeout_come_from_the_daemon_settings():
 def test_the_daemon_reported_tool_timeout_wins():
     link = DaemonLink(_settings(EXAI_TOOL_TIMEOUT_SECS=120))
     assert link.tool_timeout_secs == 120
-    link._client = SimpleNamespace(server={"name": "exai-daemon",  # type: ignore[assignment]
-                                           "limits": {"tool_timeout_secs": 45}})
+    ack = parse_hello_ack({"op": "hello_ack", "ok": True, "session_id": "s-1", "server": {
+        "name": "exai-daemon", "limits": {"tool_timeout_secs": 45}}})
+    link._client = SimpleNamespace(  # type: ignore[assignment]
+        tool_timeout_secs=ack.tool_timeout_secs)
     assert link.tool_timeout_secs == 45
 
 

@@ -25,10 +25,11 @@ def test_capture_switch(value: str, on: bool) -> None:
 
 
 def test_error_types() -> None:
+    from app.errors import ErrorCode
     from app.providers.base import ProviderError
 
     assert genai.error_type_of(asyncio.CancelledError()) == "cancelled"
-    assert genai.error_type_of(ProviderError("PROVIDER_ERROR", "429", "x")) == "429"
+    assert genai.error_type_of(ProviderError(ErrorCode.PROVIDER_ERROR, "429", "x")) == "429"
     assert genai.error_type_of(ValueError("user text")) == "ValueError"
     assert genai.error_type_of(ConnectionResetError()) == "ConnectionResetError"
 
