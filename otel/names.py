@@ -76,14 +76,12 @@ SERVER_ADDRESS = server_attributes.SERVER_ADDRESS
 SERVER_PORT = server_attributes.SERVER_PORT
 
 EXAI_CORRELATION_ID = "exai.correlation_id"
-EXAI_REQUEST_ID = "exai.request_id"
 EXAI_PRICE_TABLE_VERSION = "exai.price_table.version"
 # rate_limited | over_capacity | origin_not_allowed | host_not_allowed | too_many_connections |
 # idle_timeout | not_reading
 EXAI_REJECTION_REASON = "exai.rejection.reason"
 EXAI_REJECTION_SCOPE = "exai.rejection.scope"  # handshake | session | global | provider
 EXAI_STORAGE_BACKEND = "exai.storage.backend"  # redis | memory
-EXAI_CIRCUIT_STATE = "exai.circuit.state"  # closed | half_open | open
 EXAI_IGNORED_ARGUMENTS = "exai.ignored_arguments"
 EXAI_REQUESTED_TOOL = "exai.requested_tool"  # span only: the name of an unknown tool
 EXAI_SUPABASE_OUTBOX_BACKEND = "exai.supabase.outbox.backend"  # redis | memory
