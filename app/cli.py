@@ -6,13 +6,16 @@ import asyncio
 import json
 import os
 from collections.abc import Coroutine
-from typing import Annotated, Any, Optional, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Optional, TypeVar
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
 from otel.redaction import escape_controls
+
+if TYPE_CHECKING:
+    from .protocol import CallReply
 
 app = typer.Typer(help="The EX-AI daemon and its tools.", no_args_is_help=True,
                   add_completion=False)
@@ -115,6 +118,7 @@ def chat(
 ) -> None:
     """Ask the daemon one question; print the answer, usage, cost and the trace id."""
     from .client import DaemonClient
+    from .protocol import parse_call_reply
 
     async def run() -> dict:
         async with await DaemonClient.connect(url or _default_url(), _client_token()) as client:
@@ -132,24 +136,32 @@ def chat(
 
             return await client.call_tool("chat", arguments, on_frame=show)
 
-    reply = _run_client(run())
-    if not reply.get("ok"):
-        error = reply.get("error", {})
-        console.print(f"[red]{error.get('code')}[/red]: {error.get('message')}")
-        console.print(f"trace_id: {reply.get('trace_id')}")
+    reply = parse_call_reply(_run_client(run()))
+    if reply.error is not None:
+        console.print(f"[red]{reply.error.code}[/red]: {reply.error.message}")
+        console.print(f"trace_id: {reply.trace_id}")
         raise typer.Exit(1)
     if stream:
         print()
     else:
-        print(reply["outputs"][0]["text"])
-    meta = reply["metadata"]
-    cost = "unpriced" if meta.get("cost_usd") is None else f"${meta['cost_usd']:.6f}"
-    usage = meta.get("usage", {})
-    console.print(f"model: {meta.get('provider')}/{meta.get('model')}  tokens in/out/cached: "
-                  f"{usage.get('input_tokens')}/{usage.get('output_tokens')}/"
-                  f"{usage.get('cached_input_tokens')}  cost: {cost}")
-    console.print(f"continuation_id: {meta.get('continuation_id')}")
-    console.print(f"trace_id: {reply.get('trace_id')}")
+        print(reply.text)
+    for line in chat_summary(reply):
+        console.print(line, markup=False)
+
+
+def chat_summary(reply: "CallReply") -> list[str]:
+    """What ``exai chat`` says after a successful answer. Pure, so that what a reply may lack
+    (``usage: null`` when the provider reported none, an unpriced model) is tested without a
+    daemon."""
+    meta = reply.metadata
+    usage = reply.usage
+    tokens = ("unknown (the provider reported no usage)" if usage is None else
+              f"{usage.input_tokens}/{usage.output_tokens}/{usage.cached_input_tokens}")
+    cost = "unpriced" if reply.cost_usd is None else f"${reply.cost_usd:.6f}"
+    return [f"model: {meta.get('provider')}/{meta.get('model')}  tokens in/out/cached: {tokens}"
+            f"  cost: {cost}",
+            f"continuation_id: {meta.get('continuation_id')}",
+            f"trace_id: {reply.trace_id}"]
 
 
 @app.command("fake-llm")
