@@ -1,7 +1,8 @@
 """The benchmark's ceiling: a bare ``websockets`` server speaking just enough of the daemon's
 protocol (hello, then ``progress`` + ``call_tool_res`` for every ``call_tool``) with no work at all:
-no validation, no provider call, no Redis, no telemetry. Only the upstream latency is simulated
-(``asyncio.sleep``), so at the realistic point its latency is the floor a daemon can approach.
+no validation, no provider call, no Redis, no telemetry; its frames come from the daemon's own
+builders (app/protocol.py). Only the upstream latency is simulated (``asyncio.sleep``), so at the
+realistic point its latency is the floor a daemon can approach.
 
 The benchmark sets that latency with a ``{"op": "_bench_config", "latency_ms": N}`` frame.
 Run: ``python bench/limit_server.py --port N``.
@@ -12,10 +13,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
+from pathlib import Path
 
 from websockets.asyncio.server import ServerConnection, serve
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from app import protocol  # noqa: E402
+
 ANSWER = "signal river lantern orbit quartz meadow cobalt harbor ember tundra velvet prism"
+TOOL_TIMEOUT_SECS = 120.0  # announced in hello_ack like the daemon's default; never enforced
 _state = {"latency_s": 0.0}
 
 
@@ -25,18 +33,15 @@ async def handle(ws: ServerConnection) -> None:
         _state["latency_s"] = float(hello.get("latency_ms", 0)) / 1000
         await ws.send('{"op":"_bench_config","ok":true}')
         return
-    await ws.send(json.dumps({"op": "hello_ack", "ok": True, "session_id": "limit",
-                              "server": {"name": "limit", "version": "0"}}))
+    await ws.send(protocol.encode(protocol.hello_ack("limit", "0", TOOL_TIMEOUT_SECS)))
     async for message in ws:
         frame = json.loads(message)
         request_id = frame.get("request_id")
-        await ws.send(json.dumps({"op": "progress", "request_id": request_id,
-                                  "message": "calling glm model glm-4.5-flash"}))
+        await ws.send(protocol.encode(protocol.progress(request_id,
+                                                        "calling glm model glm-4.5-flash")))
         if _state["latency_s"] > 0:
             await asyncio.sleep(_state["latency_s"])
-        await ws.send(json.dumps({"op": "call_tool_res", "request_id": request_id, "ok": True,
-                                  "outputs": [{"type": "text", "text": ANSWER}],
-                                  "metadata": {}, "trace_id": "0" * 32}))
+        await ws.send(protocol.encode(protocol.call_ok(request_id, ANSWER, {}, "0" * 32)))
 
 
 async def main(host: str, port: int) -> None:

@@ -53,6 +53,7 @@ import psutil  # noqa: E402
 from aiohttp import web  # noqa: E402
 from websockets.asyncio.client import ClientConnection, connect  # noqa: E402
 
+from app import protocol  # noqa: E402
 from tests.harness.procs import LOOPBACK, ManagedProcess, free_port, port_open  # noqa: E402
 from tests.harness.redis_server import redis_process  # noqa: E402
 
@@ -356,9 +357,9 @@ class Clients:
         conns = []
         for _ in range(k):
             ws = await connect(f"ws://{LOOPBACK}:{port}", max_size=None, open_timeout=30)
-            await ws.send(json.dumps({"op": "hello", "token": TOKEN}))
+            await ws.send(json.dumps(protocol.hello_request(TOKEN)))
             ack = json.loads(await ws.recv())
-            if not ack.get("ok"):
+            if not protocol.parse_hello_ack(ack).ok:
                 raise RuntimeError(f"hello refused on port {port}: {ack}")
             conns.append(ws)
         return cls(conns)
@@ -379,8 +380,8 @@ class Clients:
         async def worker(ws: ClientConnection) -> None:
             nonlocal errors
             while time.perf_counter() < deadline and next(remaining) > 0:
-                frame = json.dumps({"op": "call_tool", "request_id": f"b{next(self.ids)}",
-                                    "name": "chat", "arguments": {"prompt": next(prompts)}})
+                frame = json.dumps(protocol.call_tool_request(
+                    "chat", {"prompt": next(prompts)}, request_id=f"b{next(self.ids)}"))
                 started = time.perf_counter()
                 await ws.send(frame)
                 while True:
@@ -388,7 +389,7 @@ class Clients:
                     if '"call_tool_res"' in message:
                         break
                 latencies.append(time.perf_counter() - started)
-                if not json.loads(message).get("ok"):
+                if not protocol.parse_call_reply(json.loads(message)).ok:
                     errors += 1
 
         started = time.perf_counter()
