@@ -118,7 +118,7 @@ def chat(
 ) -> None:
     """Ask the daemon one question; print the answer, usage, cost and the trace id."""
     from .client import DaemonClient
-    from .protocol import parse_call_reply
+    from .protocol import parse_call_reply, parse_interim
 
     async def run() -> dict:
         async with await DaemonClient.connect(url or _default_url(), _client_token()) as client:
@@ -129,10 +129,11 @@ def chat(
                 arguments["continuation_id"] = continuation
 
             def show(frame: dict) -> None:
-                if frame["op"] == "stream_chunk":
-                    print(frame["chunk"], end="", flush=True)
-                elif frame["op"] == "progress":
-                    console.print(f"[dim]{frame['message']}[/dim]")
+                interim = parse_interim(frame)
+                if interim is not None and interim.streamed:
+                    print(interim.text, end="", flush=True)
+                elif interim is not None:
+                    console.print(f"[dim]{interim.text}[/dim]")
 
             return await client.call_tool("chat", arguments, on_frame=show)
 

@@ -384,6 +384,25 @@ def parse_call_reply(frame: dict[str, Any]) -> CallReply:
                      error=None if ok else reply_error(frame))
 
 
+@dataclass(frozen=True)
+class Interim:
+    """A frame that precedes a call's result: ``progress`` news, or a ``stream_chunk`` of the
+    answer (``streamed``)."""
+
+    streamed: bool
+    text: str
+
+
+def parse_interim(frame: dict[str, Any]) -> Interim | None:
+    """The frame as an ``Interim``, or None when it is neither ``progress`` nor ``stream_chunk``."""
+    op = frame.get("op")
+    if op == "progress":
+        return Interim(streamed=False, text=str(frame.get("message", "")))
+    if op == "stream_chunk":
+        return Interim(streamed=True, text=str(frame.get("chunk", "")))
+    return None
+
+
 def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 

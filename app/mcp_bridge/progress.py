@@ -12,6 +12,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from app.protocol import parse_interim
+
 log = logging.getLogger(__name__)
 
 Report = Callable[[float, float | None, str | None], Awaitable[None]]
@@ -32,12 +34,10 @@ class ProgressRelay:
     @staticmethod
     def message_of(frame: dict[str, Any], forward_chunks: bool) -> str | None:
         """What a frame says to the MCP client, or None when it says nothing."""
-        op = frame.get("op")
-        if op == "progress":
-            return str(frame.get("message", ""))
-        if op == "stream_chunk" and forward_chunks:
-            return str(frame.get("chunk", ""))
-        return None
+        interim = parse_interim(frame)
+        if interim is None or (interim.streamed and not forward_chunks):
+            return None
+        return interim.text
 
     def push(self, frame: dict[str, Any]) -> None:
         message = self.message_of(frame, self._forward_chunks)
