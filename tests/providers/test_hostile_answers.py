@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import pytest
 from aiohttp import web
 
+from app.errors import ErrorCode
 from app.fake_llm import SEPARATOR_TEXT, answer_for, content_pieces
 from app.providers.base import ChatRequest, ProviderError
 from app.providers.openai_compat import upstream_code
@@ -44,7 +45,7 @@ async def test_an_answer_over_the_cap_is_refused_without_reading_the_rest(
     with pytest.raises(ProviderError) as caught:
         await provider.chat(_request(model, stream), chunks)
     error = caught.value
-    assert (error.code, error.error_type) == ("PROVIDER_ERROR", "response_too_large")
+    assert (error.code, error.error_type) == (ErrorCode.PROVIDER_ERROR, "response_too_large")
     assert error.message == f"glm: the answer exceeded {CAP} bytes"
     assert error.retry_after is None
     assert sum(len(c.encode()) for c in chunks) <= CAP

@@ -10,6 +10,7 @@ from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.trace import SpanKind, StatusCode
 
 from app import pricing
+from app.errors import ErrorCode
 from app.fake_llm import answer_for
 from app.providers.base import ChatRequest, ProviderError
 from otel import names
@@ -201,7 +202,7 @@ async def test_retry_after_beyond_the_cap_fails_fast_with_the_hint(
     provider, model = registry.resolve("glm-4.5")
     with pytest.raises(ProviderError) as caught:
         await provider.chat(_request(model))
-    assert (caught.value.code, caught.value.error_type) == ("PROVIDER_ERROR", "429")
+    assert (caught.value.code, caught.value.error_type) == (ErrorCode.PROVIDER_ERROR, "429")
     assert caught.value.retry_after == 60.0
     assert sleep.calls == []
     [span] = telemetry.genai_spans()
@@ -218,7 +219,7 @@ async def test_5xx_retries_with_jittered_backoff_then_gives_up(
     provider, model = registry.resolve("glm-4.5")
     with pytest.raises(ProviderError) as caught:
         await provider.chat(_request(model))
-    assert caught.value.error_type == "500" and caught.value.code == "PROVIDER_ERROR"
+    assert caught.value.error_type == "500" and caught.value.code == ErrorCode.PROVIDER_ERROR
     assert len(sleep.calls) == 2
     assert 0 <= sleep.calls[0] <= 1.0 and 0 <= sleep.calls[1] <= 2.0
     assert (await fake.stats())["received"] == 3
@@ -245,7 +246,7 @@ async def test_connect_errors_are_retried_then_reported(telemetry: Telemetry, ma
     provider, model = registry.resolve("glm-4.5")
     with pytest.raises(ProviderError) as caught:
         await provider.chat(_request(model))
-    assert (caught.value.code, caught.value.error_type) == ("PROVIDER_ERROR", "connect_error")
+    assert (caught.value.code, caught.value.error_type) == (ErrorCode.PROVIDER_ERROR, "connect_error")
     assert len(sleep.calls) == 2
     assert telemetry.genai_spans()[0].attributes[names.ERROR_TYPE] == "connect_error"
 
@@ -282,7 +283,7 @@ async def test_no_api_key_is_provider_unavailable_without_calling_upstream(
     assert provider.configured is False
     with pytest.raises(ProviderError) as caught:
         await provider.chat(_request(model))
-    assert (caught.value.code, caught.value.error_type) == ("PROVIDER_UNAVAILABLE", "no_api_key")
+    assert (caught.value.code, caught.value.error_type) == (ErrorCode.PROVIDER_UNAVAILABLE, "no_api_key")
     assert (await fake.stats())["received"] == 0
     [span] = telemetry.genai_spans()
     assert span.attributes[names.ERROR_TYPE] == "no_api_key"
@@ -314,7 +315,7 @@ async def test_repeated_500s_open_the_circuit_then_half_open_recovery(
 
     with pytest.raises(ProviderError) as caught:
         await provider.chat(_request(model))
-    assert (caught.value.code, caught.value.error_type) == ("PROVIDER_UNAVAILABLE", "circuit_open")
+    assert (caught.value.code, caught.value.error_type) == (ErrorCode.PROVIDER_UNAVAILABLE, "circuit_open")
     assert caught.value.retry_after == pytest.approx(30)
     assert (await fake.stats())["received"] == 2  # the upstream was not called
     kimi, _ = registry.resolve("kimi-latest")
