@@ -30,8 +30,9 @@ class ExaiError(Exception):
 
 
 class BridgeErrorCode(StrEnum):
-    """Failures between ``exai mcp`` and the daemon, sent to the MCP client as ``data.code`` of a
-    JSON-RPC error. The daemon never sends these: they are not part of its contract."""
+    """Failures on the client's side of the wire: ``exai mcp`` sends them to the MCP client as
+    ``data.code`` of a JSON-RPC error, and a reply without an error code reads as
+    ``INVALID_REPLY``. The daemon never sends these: they are not part of its contract."""
 
     DAEMON_UNAVAILABLE = "DAEMON_UNAVAILABLE"
     DAEMON_CONNECTION_LOST = "DAEMON_CONNECTION_LOST"

@@ -17,7 +17,7 @@ from typing import Any
 
 from otel.redaction import has_lone_surrogate
 
-from .errors import ErrorCode, ExaiError
+from .errors import BridgeErrorCode, ErrorCode, ExaiError
 
 SESSION_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{3,64}$")
 MAX_REQUEST_ID_LENGTH = 128
@@ -294,7 +294,7 @@ class HelloAck:
     @property
     def tool_timeout_secs(self) -> float | None:
         """The tool timeout the daemon announced, so clients derive their deadlines from it."""
-        reported = (_dict(self.server.get("limits"))).get(
+        reported = _dict(self.server.get("limits")).get(
             "tool_timeout_secs", self.server.get("tool_timeout_secs"))
         if isinstance(reported, (int, float)) and not isinstance(reported, bool) and reported > 0:
             return float(reported)
@@ -325,7 +325,7 @@ def reply_error(frame: dict[str, Any]) -> ReplyError:
     """The error of a failed reply; a reply with none is the client's ``INVALID_REPLY``."""
     error = _dict(frame.get("error"))
     details = error.get("details")
-    return ReplyError(code=str(error.get("code") or "INVALID_REPLY"),
+    return ReplyError(code=str(error.get("code") or BridgeErrorCode.INVALID_REPLY),
                       message=str(error.get("message") or "the daemon sent no error message"),
                       details=details if isinstance(details, dict) and details else None)
 
