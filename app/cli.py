@@ -48,10 +48,12 @@ def _run_client(work: Coroutine[Any, Any, T]) -> T:
     except HandshakeError as refused:
         hint = (" (the daemon's token: EXAI_WS_TOKEN, or its token file "
                 f"{_token_file_hint()})") if refused.error == "unauthorized" else ""
-        console.print(f"[red]daemon refused the connection[/red]: {refused}{hint}")
+        # soft_wrap: a token file's path must stay on one line, to be copied or grepped
+        console.print(f"[red]daemon refused the connection[/red]: {refused}{hint}",
+                      soft_wrap=True)
     except (OSError, TimeoutError, InvalidHandshake, DaemonConnectionLost) as error:
         console.print(f"[red]cannot reach the daemon[/red]: {type(error).__name__}: "
-                      f"{escape_controls(str(error))[:300]}")
+                      f"{escape_controls(str(error))[:300]}", soft_wrap=True)
     raise typer.Exit(1)
 
 
