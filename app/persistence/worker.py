@@ -12,23 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from dataclasses import asdict, replace
 from typing import Any
 
+from .. import backoff
 from .errors import ArchiveError, RejectedWrite
 from .outbox import Claim, Outbox, OutboxEntry
 from .repository import SupabaseRepository
 from .telemetry import SupabaseTelemetry
 
 log = logging.getLogger("exai.persistence")
-
-
-def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
-    """Exponential backoff with jitter: a random delay in [d/2, d], d = min(cap, base * 2^n)."""
-    ceiling = min(cap, base * (2 ** min(attempt, 30)))
-    return (rng or random).uniform(ceiling / 2, ceiling)
 
 
 class DeliveryWorker:
@@ -143,7 +137,8 @@ class DeliveryWorker:
                 self.telemetry.failure(exc.error_type, "retry")
                 if claim.source == "memory" and await self.outbox.spill_memory_to_redis():
                     return  # now durable in Redis; it is taken from there on the next round
-                delay = backoff_delay(attempt, self.backoff_base_secs, self.backoff_max_secs)
+                delay = backoff.equal_jitter(attempt, self.backoff_base_secs,
+                                             self.backoff_max_secs)
                 attempt += 1
                 log.warning("Supabase write for conversation %s failed (attempt %d, %s: %s); "
                             "retrying in %.2f s", claim.entry.continuation_id, attempt,

@@ -16,6 +16,8 @@ from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING
 
+from app import backoff
+
 if TYPE_CHECKING:
     from app.config import Settings
 
@@ -71,8 +73,7 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
 def backoff_delay(attempt: int, policy: RetryPolicy,
                   rand: Callable[[], float] = random.random) -> float:
     """Full-jitter exponential backoff before retry number ``attempt`` (0 for the first retry)."""
-    ceiling = min(policy.max_secs, policy.base_secs * (2 ** max(attempt, 0)))
-    return rand() * ceiling
+    return backoff.full_jitter(attempt, policy.base_secs, policy.max_secs, rand)
 
 
 def retry_delay(attempt: int, policy: RetryPolicy, retry_after: float | None,

@@ -13,7 +13,6 @@ from app.persistence.rows import (
     title_from,
     turn_from_row,
 )
-from app.persistence.worker import backoff_delay
 from app.storage.turns import Turn
 
 T0 = "2026-11-29T07:00:00.000Z"
@@ -61,11 +60,3 @@ def test_newest_in_order_takes_the_newest_and_returns_them_oldest_first() -> Non
     assert [r["content"] for r in picked] == [str(i) for i in range(20, 30)]
     assert newest_in_order(rows, 0) == []
     assert turn_from_row(picked[-1]) == Turn("user", "29", "2026-11-29T07:00:29.000Z")
-
-
-def test_backoff_grows_with_jitter_and_is_capped() -> None:
-    rng = random.Random(1)
-    for attempt in range(12):
-        ceiling = min(30.0, 0.5 * 2 ** attempt)
-        delays = {backoff_delay(attempt, 0.5, 30.0, rng) for _ in range(20)}
-        assert all(ceiling / 2 <= d <= ceiling for d in delays) and len(delays) > 1
