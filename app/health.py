@@ -17,6 +17,8 @@ from zoneinfo import ZoneInfo
 import psutil
 from aiohttp import web
 
+from .timestamps import format_utc
+
 MELBOURNE = ZoneInfo("Australia/Melbourne")
 HEALTH_ROUTES = ("/health", "/healthz", "/health/ready")
 CRITICAL_PERCENT = 95.0
@@ -28,7 +30,7 @@ _RANK = {HEALTHY: 0, DEGRADED: 1, UNHEALTHY: 2}
 def timestamps(now: datetime) -> dict[str, str]:
     """UTC for machines, Melbourne (AEDT/AEST) for people."""
     utc = now.astimezone(UTC).replace(microsecond=0)
-    return {"timestamp_utc": utc.isoformat().replace("+00:00", "Z"),
+    return {"timestamp_utc": format_utc(utc, "seconds"),
             "timestamp_melbourne": utc.astimezone(MELBOURNE).isoformat()}
 
 

@@ -21,11 +21,12 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from app.storage.turns import Turn
+from app.timestamps import format_utc
 
 from .errors import ArchiveError, ArchiveUnavailable
 from .outbox import DEFAULT_PREFIX, Outbox, OutboxEntry
 from .repository import SupabaseRepository
-from .rows import conversation_row, format_timestamp, message_rows, newest_in_order, turn_from_row
+from .rows import conversation_row, message_rows, newest_in_order, turn_from_row
 from .telemetry import SupabaseTelemetry, current_trace_context
 from .worker import DeliveryWorker
 
@@ -44,7 +45,7 @@ HEALTHY, DEGRADED, NOT_CONFIGURED = "healthy", "degraded", "not_configured"
 
 
 def _iso(epoch: float | None) -> str | None:
-    return format_timestamp(datetime.fromtimestamp(epoch, UTC)) if epoch else None
+    return format_utc(datetime.fromtimestamp(epoch, UTC)) if epoch else None
 
 
 class Archive:

@@ -25,15 +25,14 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from redis.exceptions import RedisError
 
 from app.storage.redis_store import describe_error, quiet_pipeline
+from app.timestamps import utc_now_iso
 from otel.redaction import scrub
 
-from .rows import format_timestamp
 
 log = logging.getLogger("exai.persistence")
 
@@ -227,7 +226,7 @@ class Outbox:
 
     async def dead_letter(self, claim: Claim, record: dict[str, Any]) -> None:
         """Park a rejected write (``record`` says why) and take it out of the queue."""
-        record = {"failed_at": format_timestamp_now(), **record}
+        record = {"failed_at": utc_now_iso(), **record}
         if claim.source == "memory":
             self._remove_memory(claim.entry)
             self._memory_dead.appendleft(record)
@@ -319,7 +318,3 @@ class Outbox:
             except _REDIS_ERRORS:
                 pass
         return records[:limit]
-
-
-def format_timestamp_now() -> str:
-    return format_timestamp(datetime.now(UTC))

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from app.storage.turns import Turn
+from app.timestamps import format_utc, normalize_iso, parse_iso
 
 TITLE_MAX_CHARS = 120
 _KEY_VERSION = "exai-turn-v1"
@@ -26,29 +27,11 @@ def idempotency_key(continuation_id: str, turn: Turn) -> str:
     """
     digest = hashlib.sha256()
     # The timestamp in one canonical form, so a turn read back from Supabase keys the same.
-    created_at = normalize_timestamp(turn.created_at)
+    created_at = normalize_iso(turn.created_at)
     for part in (_KEY_VERSION, continuation_id, turn.role, created_at, turn.content):
         digest.update(part.encode("utf-8", "surrogatepass"))
         digest.update(b"\x1f")
     return digest.hexdigest()
-
-
-def parse_timestamp(value: str) -> datetime | None:
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except (TypeError, ValueError):
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def format_timestamp(value: datetime, timespec: str = "milliseconds") -> str:
-    """ISO 8601 in UTC with a ``Z`` suffix, the form the daemon stores and transmits."""
-    return value.astimezone(UTC).isoformat(timespec=timespec).replace("+00:00", "Z")
-
-
-def normalize_timestamp(value: str) -> str:
-    parsed = parse_timestamp(value)
-    return format_timestamp(parsed) if parsed else value
 
 
 def jsonable(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -76,14 +59,14 @@ def conversation_row(continuation_id: str, session_id: str | None, turns: Sequen
     ``created_at`` is left to the database default on insert and kept on update (the migration's
     trigger also keeps the first title and only moves ``updated_at`` forward).
     """
-    times = [t for t in (parse_timestamp(turn.created_at) for turn in turns) if t]
+    times = [t for t in (parse_iso(turn.created_at) for turn in turns) if t]
     updated = max(times) if times else datetime.now(UTC)
     return {
         "continuation_id": continuation_id,
         "session_id": session_id,
         "title": title_from(turns),
         "metadata": jsonable(metadata),
-        "updated_at": format_timestamp(updated, "microseconds"),
+        "updated_at": format_utc(updated, "microseconds"),
     }
 
 
@@ -100,12 +83,12 @@ def message_rows(continuation_id: str, turns: Sequence[Turn],
     previous: datetime | None = None
     extra = jsonable(metadata)
     for turn in turns:
-        created = parse_timestamp(turn.created_at)
+        created = parse_iso(turn.created_at)
         if created is not None:
             if previous is not None and created <= previous:
                 created = previous + timedelta(microseconds=1)
             previous = created
-            created_at = format_timestamp(created, "microseconds")
+            created_at = format_utc(created, "microseconds")
         else:
             created_at = turn.created_at  # the database rejects it; it becomes a dead letter
         rows.append({
@@ -119,7 +102,7 @@ def message_rows(continuation_id: str, turns: Sequence[Turn],
 
 
 def turn_from_row(row: Mapping[str, Any]) -> Turn:
-    created_at = normalize_timestamp(str(row.get("created_at") or ""))
+    created_at = normalize_iso(str(row.get("created_at") or ""))
     if created_at:
         return Turn(role=row["role"], content=row["content"], created_at=created_at)
     return Turn(role=row["role"], content=row["content"])
@@ -131,5 +114,5 @@ def newest_in_order(rows: Iterable[Mapping[str, Any]], limit: int) -> list[dict[
     for row in rows:
         unique.setdefault(str(row.get("idempotency_key") or id(row)), dict(row))
     ordered = sorted(unique.values(),
-                     key=lambda r: (parse_timestamp(str(r.get("created_at"))) or datetime.min.replace(tzinfo=UTC)))
+                     key=lambda r: (parse_iso(str(r.get("created_at"))) or datetime.min.replace(tzinfo=UTC)))
     return ordered[-limit:] if limit > 0 else []

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from typing import Literal
 
+from app.timestamps import utc_now_iso
+
 Role = Literal["user", "assistant", "system"]
-
-
-def utc_now_iso() -> str:
-    """Current time as ISO 8601 UTC with a ``Z`` suffix (what we store and transmit)."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
