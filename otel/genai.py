@@ -31,12 +31,12 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from . import names
+from .errors import error_type_of
 from .instruments import Instruments
 
 CAPTURE_CONTENT_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 _CAPTURE_ON_SPAN = frozenset({"span_only", "span_and_event", "true"})
 OPERATION_CHAT = "chat"
-ERROR_CANCELLED = "cancelled"
 
 
 class UsageLike(Protocol):
@@ -64,17 +64,6 @@ def capture_content_enabled(environ: Mapping[str, str] | None = None) -> bool:
     """Whether message content may be put on spans (read per call, so it can change at run time)."""
     value = (environ if environ is not None else os.environ).get(CAPTURE_CONTENT_ENV, "")
     return value.strip().lower() in _CAPTURE_ON_SPAN
-
-
-def error_type_of(exc: BaseException) -> str:
-    """A low-cardinality ``error.type`` for an exception that ended a call."""
-    if isinstance(exc, asyncio.CancelledError):
-        return ERROR_CANCELLED
-    declared = getattr(exc, "error_type", None)
-    if isinstance(declared, str) and declared:
-        return declared
-    cls = type(exc)
-    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
 
 
 @dataclass(frozen=True)

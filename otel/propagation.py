@@ -1,4 +1,4 @@
-"""Trace context from a request's ``_meta`` (MCP's convention for W3C trace context).
+"""W3C trace context in and out: a request's ``_meta`` (MCP's convention), and stored writes.
 
 A valid ``traceparent`` makes the request join the client's trace; anything invalid is ignored
 and a new trace starts. It is never an error.
@@ -17,7 +17,8 @@ from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-_PROPAGATOR = CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator()])
+_TRACE_CONTEXT = TraceContextTextMapPropagator()
+_PROPAGATOR = CompositePropagator([_TRACE_CONTEXT, W3CBaggagePropagator()])
 _FIELDS = ("traceparent", "tracestate", "baggage")
 _MAX_FIELD_LENGTH = 8192
 
@@ -35,6 +36,14 @@ def inject_meta(context: otel_context.Context | None = None) -> dict[str, str]:
     """``_meta`` fields for an outgoing request, carrying the current (or given) context."""
     carrier: dict[str, str] = {}
     _PROPAGATOR.inject(carrier, context=context)
+    return carrier
+
+
+def trace_context_carrier() -> dict[str, str]:
+    """The current span's ``traceparent`` (and ``tracestate``), without baggage: what a stored
+    write keeps to link back to the request that made it (empty outside a trace)."""
+    carrier: dict[str, str] = {}
+    _TRACE_CONTEXT.inject(carrier)
     return carrier
 
 

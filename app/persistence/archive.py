@@ -22,12 +22,13 @@ from urllib.parse import urlsplit
 
 from app.storage.turns import Turn
 from app.timestamps import format_utc
+from otel.propagation import trace_context_carrier
 
 from .errors import ArchiveError, ArchiveUnavailable
 from .outbox import DEFAULT_PREFIX, Outbox, OutboxEntry
 from .repository import SupabaseRepository
 from .rows import conversation_row, message_rows, newest_in_order, turn_from_row
-from .telemetry import SupabaseTelemetry, current_trace_context
+from .telemetry import SupabaseTelemetry
 from .worker import DeliveryWorker
 
 if TYPE_CHECKING:
@@ -150,7 +151,7 @@ class Archive:
                 continuation_id=continuation_id,
                 conversation=conversation_row(continuation_id, session_id, turns, metadata),
                 messages=message_rows(continuation_id, turns, metadata),
-                trace_context=current_trace_context(),
+                trace_context=trace_context_carrier(),
             )
             await self.outbox.put(entry)
             if self.worker:

@@ -11,9 +11,9 @@ from urllib.parse import urlsplit
 
 from opentelemetry import metrics, trace
 from opentelemetry.trace import Link, Span, SpanKind
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from otel.instruments import counter, histogram
+from otel.propagation import extract_context
 
 from . import names
 from .errors import classify
@@ -34,18 +34,8 @@ def table_of(path: str) -> str | None:
     return rest.split("/", 1)[0] or None
 
 
-_PROPAGATOR = TraceContextTextMapPropagator()
-
-
-def current_trace_context() -> dict[str, str]:
-    """The current span's ``traceparent`` (empty outside a trace), to store with a write."""
-    carrier: dict[str, str] = {}
-    _PROPAGATOR.inject(carrier)
-    return carrier
-
-
 def link_to(carrier: dict[str, str]) -> list[Link]:
-    context = trace.get_current_span(_PROPAGATOR.extract(carrier)).get_span_context()
+    context = trace.get_current_span(extract_context(carrier)).get_span_context()
     return [Link(context)] if context.is_valid else []
 
 

@@ -24,6 +24,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 
 from otel import names
+from otel.errors import error_type_of
 from otel.redaction import scrub
 
 from .turns import Turn
@@ -45,12 +46,6 @@ _REPLY_CODE = re.compile(r"[('\"]*([A-Z][A-Z_]+)\b")
 
 # What "Redis is unavailable" looks like: the store falls back to memory on these.
 REDIS_FAILURES: tuple[type[BaseException], ...] = (RedisError, OSError)
-
-
-def error_type(exc: BaseException) -> str:
-    """A bounded ``error.type`` value: the exception's fully qualified class name."""
-    cls = type(exc)
-    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
 
 
 def describe_error(exc: BaseException, secrets: Iterable[str] = ()) -> str:
@@ -163,7 +158,7 @@ class RedisThreads:
         try:
             yield
         except BaseException as exc:
-            attributes[names.ERROR_TYPE] = error_type(exc)
+            attributes[names.ERROR_TYPE] = error_type_of(exc)
             raise
         finally:
             self._duration.record(time.perf_counter() - start, attributes)

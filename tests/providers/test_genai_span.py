@@ -8,6 +8,7 @@ import pytest
 
 from app import pricing
 from otel import genai, names
+from otel.errors import error_type_of
 
 from .conftest import Telemetry
 
@@ -28,10 +29,10 @@ def test_error_types() -> None:
     from app.errors import ErrorCode
     from app.providers.base import ProviderError
 
-    assert genai.error_type_of(asyncio.CancelledError()) == "cancelled"
-    assert genai.error_type_of(ProviderError(ErrorCode.PROVIDER_ERROR, "429", "x")) == "429"
-    assert genai.error_type_of(ValueError("user text")) == "ValueError"
-    assert genai.error_type_of(ConnectionResetError()) == "ConnectionResetError"
+    assert error_type_of(asyncio.CancelledError()) == "cancelled"
+    assert error_type_of(ProviderError(ErrorCode.PROVIDER_ERROR, "429", "x")) == "429"
+    assert error_type_of(ValueError("user text")) == "ValueError"
+    assert error_type_of(ConnectionResetError()) == "ConnectionResetError"
 
 
 def test_span_ends_once_even_if_ended_again(telemetry: Telemetry) -> None:
