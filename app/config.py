@@ -94,6 +94,20 @@ class Settings(BaseSettings):
     # Supabase persistence
     supabase_url: str = Field("", alias="SUPABASE_URL")
     supabase_service_role_key: SecretStr = Field(SecretStr(""), alias="SUPABASE_SERVICE_ROLE_KEY")
+    # One REST call's limit; a slower Supabase counts as down and the write is retried.
+    supabase_timeout_secs: float = Field(10.0, alias="EXAI_SUPABASE_TIMEOUT_SECS", gt=0)
+    # Redelivery backoff (equal jitter): base doubling up to max while Supabase is down.
+    supabase_retry_base_secs: float = Field(0.5, alias="EXAI_SUPABASE_RETRY_BASE_SECS", gt=0)
+    supabase_retry_max_secs: float = Field(30.0, alias="EXAI_SUPABASE_RETRY_MAX_SECS", gt=0)
+    # How often an idle worker looks at the outbox (new writes wake it at once anyway).
+    supabase_idle_poll_secs: float = Field(5.0, alias="EXAI_SUPABASE_IDLE_POLL_SECS", gt=0)
+    # Writes kept in memory without Redis (oldest dropped past it), and dead letters kept.
+    supabase_outbox_memory_limit: int = Field(10_000, alias="EXAI_SUPABASE_OUTBOX_MEMORY_LIMIT",
+                                              ge=1)
+    supabase_dead_letter_limit: int = Field(10_000, alias="EXAI_SUPABASE_DEAD_LETTER_LIMIT", ge=1)
+    # An oldest pending write older than this makes the archive's health degraded.
+    supabase_stale_backlog_secs: float = Field(300.0, alias="EXAI_SUPABASE_STALE_BACKLOG_SECS",
+                                               gt=0)
 
     # Health endpoint
     health_host: str = Field("127.0.0.1", alias="HEALTH_CHECK_HOST")

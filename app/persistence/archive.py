@@ -41,7 +41,6 @@ DEFAULT_HISTORY_LIMIT = 20
 OUTCOME_FRESH_SECS = 30.0  # a delivery outcome this recent answers "is Supabase reachable?"
 PING_CACHE_SECS = 10.0
 PING_TIMEOUT_SECS = 3.0
-STALE_BACKLOG_SECS = 300.0  # an oldest pending write older than this makes the archive degraded
 HEALTHY, DEGRADED, NOT_CONFIGURED = "healthy", "degraded", "not_configured"
 
 
@@ -56,15 +55,15 @@ class Archive:
 
     def __init__(self, url: str, key: str, *, outbox: Outbox,
                  telemetry: SupabaseTelemetry, owned_redis: Any = None,
-                 history_limit: int = DEFAULT_HISTORY_LIMIT, request_timeout_secs: float = 10.0,
-                 backoff_base_secs: float = 0.5, backoff_max_secs: float = 30.0,
-                 idle_poll_secs: float = 5.0, tracer_provider: Any = None,
+                 history_limit: int = DEFAULT_HISTORY_LIMIT, request_timeout_secs: float, backoff_base_secs: float, backoff_max_secs: float,
+                 idle_poll_secs: float, stale_backlog_secs: float, tracer_provider: Any = None,
                  meter_provider: Any = None) -> None:
         self._url = url
         self._key = key
         self.outbox = outbox
         self.telemetry = telemetry
         self.history_limit = history_limit
+        self.stale_backlog_secs = stale_backlog_secs
         self._owned_redis = owned_redis
         self._request_timeout_secs = request_timeout_secs
         self._worker_options = {"backoff_base_secs": backoff_base_secs,
@@ -234,8 +233,8 @@ class Archive:
             reasons.append("supabase unreachable")
         if self.outbox.redis_ok is False:
             reasons.append("redis down: outbox in memory")
-        if stats.oldest_age_s > STALE_BACKLOG_SECS:
-            reasons.append("backlog older than %d s" % STALE_BACKLOG_SECS)
+        if stats.oldest_age_s > self.stale_backlog_secs:
+            reasons.append("backlog older than %d s" % self.stale_backlog_secs)
         if worker is None or not worker.running:
             reasons.append("delivery worker not running")
         return {
@@ -295,8 +294,10 @@ def build_archive(settings: "Settings", instruments: "Instruments | None" = None
     ``redis``: a ``redis.asyncio.Redis`` to keep the outbox in (the daemon may share its own);
     without one, a client is made from ``REDIS_URL`` if set, else the outbox is in memory.
     ``tracer_provider`` / ``meter_provider`` go to the httpx instrumentation (globals if None).
-    ``options``: ``history_limit``, ``request_timeout_secs``, ``backoff_base_secs``,
-    ``backoff_max_secs``, ``idle_poll_secs``, and the outbox's ``memory_limit``.
+    ``options`` override the tunables read from ``settings`` (``EXAI_SUPABASE_*``):
+    ``request_timeout_secs``, ``backoff_base_secs``, ``backoff_max_secs``,
+    ``idle_poll_secs``, ``stale_backlog_secs``, and the outbox's ``memory_limit`` and
+    ``dead_limit``; ``history_limit`` (the chat tool passes its own limit) is an option only.
     """
     url = settings.supabase_url.strip()
     key = settings.supabase_service_role_key.get_secret_value().strip()
@@ -321,11 +322,18 @@ def build_archive(settings: "Settings", instruments: "Instruments | None" = None
         redis = owned = redis_asyncio.Redis.from_url(
             settings.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0)
     telemetry = SupabaseTelemetry(instruments, url)
-    memory_limit = options.pop("memory_limit", 10_000)
-    outbox = Outbox(redis, prefix=outbox_prefix, memory_limit=memory_limit,
+    outbox = Outbox(redis, prefix=outbox_prefix,
+                    memory_limit=options.pop("memory_limit", settings.supabase_outbox_memory_limit),
+                    dead_limit=options.pop("dead_limit", settings.supabase_dead_letter_limit),
                     on_drop=lambda _entry: telemetry.dropped.add(1))
     if redis is None:
         log.warning("Supabase outbox without Redis: writes waiting for Supabase are kept in "
                     "memory and lost if the daemon stops before Supabase takes them")
+    tunables = {"request_timeout_secs": settings.supabase_timeout_secs,
+                "backoff_base_secs": settings.supabase_retry_base_secs,
+                "backoff_max_secs": settings.supabase_retry_max_secs,
+                "idle_poll_secs": settings.supabase_idle_poll_secs,
+                "stale_backlog_secs": settings.supabase_stale_backlog_secs}
     return Archive(url, key, outbox=outbox, telemetry=telemetry, owned_redis=owned,
-                   tracer_provider=tracer_provider, meter_provider=meter_provider, **options)
+                   tracer_provider=tracer_provider, meter_provider=meter_provider,
+                   **{**tunables, **options})

@@ -29,8 +29,8 @@ class DeliveryWorker:
     """Delivers outbox writes with ``repository``; ``start()`` once, ``stop()`` at shutdown."""
 
     def __init__(self, outbox: Outbox, repository: SupabaseRepository,
-                 telemetry: SupabaseTelemetry, *, backoff_base_secs: float = 0.5,
-                 backoff_max_secs: float = 30.0, idle_poll_secs: float = 5.0,
+                 telemetry: SupabaseTelemetry, *, backoff_base_secs: float,
+                 backoff_max_secs: float, idle_poll_secs: float,
                  stats_interval_secs: float = 1.0) -> None:
         self.outbox = outbox
         self.repository = repository
