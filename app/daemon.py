@@ -22,6 +22,7 @@ from .persistence import create_archive
 from .providers.registry import ProviderRegistry
 from .server import WebSocketServer
 from .session import SessionServices
+from .storage.redis_client import create_redis_client
 from .storage.threads import create_thread_store
 from .tools.base import ToolRegistry
 from .tools.chat import ChatTool
@@ -45,8 +46,10 @@ class Daemon:
         self.telemetry = telemetry
         instruments = telemetry.instruments
         self.providers = ProviderRegistry(settings, instruments)
-        self.threads = create_thread_store(settings, instruments)
-        self.archive = create_archive(settings, instruments)
+        # One client for threads and outbox; closed here, after both (stop()).
+        self.redis = create_redis_client(settings.redis_url)
+        self.threads = create_thread_store(settings, instruments, self.redis)
+        self.archive = create_archive(settings, instruments, redis=self.redis)
         provider_slots = {
             "kimi": Slots("provider", settings.kimi_max_inflight, settings.slot_wait_secs),
             "glm": Slots("provider", settings.glm_max_inflight, settings.slot_wait_secs),
@@ -115,6 +118,8 @@ class Daemon:
         await _close_by("health server", self.health.stop, closed_by)
         await _close_by("Supabase archive", self.archive.aclose, closed_by)
         await _close_by("thread store", self.threads.aclose, closed_by)
+        if self.redis is not None:
+            await _close_by("Redis client", self.redis.aclose, closed_by)
         await _close_by("provider clients", self.providers.aclose, closed_by)
 
     async def run_until_signalled(self) -> float:

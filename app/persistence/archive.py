@@ -54,7 +54,7 @@ class Archive:
     configured = True
 
     def __init__(self, url: str, key: str, *, outbox: Outbox,
-                 telemetry: SupabaseTelemetry, owned_redis: Any = None,
+                 telemetry: SupabaseTelemetry,
                  history_limit: int = DEFAULT_HISTORY_LIMIT, request_timeout_secs: float, backoff_base_secs: float, backoff_max_secs: float,
                  idle_poll_secs: float, stale_backlog_secs: float, tracer_provider: Any = None,
                  meter_provider: Any = None) -> None:
@@ -64,7 +64,6 @@ class Archive:
         self.telemetry = telemetry
         self.history_limit = history_limit
         self.stale_backlog_secs = stale_backlog_secs
-        self._owned_redis = owned_redis
         self._request_timeout_secs = request_timeout_secs
         self._worker_options = {"backoff_base_secs": backoff_base_secs,
                                 "backoff_max_secs": backoff_max_secs,
@@ -127,9 +126,6 @@ class Archive:
         if self.repository:
             await self.repository.aclose()
             self.repository = None
-        if self._owned_redis is not None:
-            await self._owned_redis.aclose()
-            self._owned_redis = None
 
     # --- the chat tool's calls ----------------------------------------------------------------
 
@@ -291,8 +287,8 @@ def build_archive(settings: "Settings", instruments: "Instruments | None" = None
                   **options: Any) -> Archive | DisabledArchive:
     """The archive ``settings`` ask for.
 
-    ``redis``: a ``redis.asyncio.Redis`` to keep the outbox in (the daemon may share its own);
-    without one, a client is made from ``REDIS_URL`` if set, else the outbox is in memory.
+    ``redis``: the process's shared ``redis.asyncio.Redis`` (``app.storage.redis_client``) to
+    keep the outbox in, closed by its owner; without one the outbox is in memory.
     ``tracer_provider`` / ``meter_provider`` go to the httpx instrumentation (globals if None).
     ``options`` override the tunables read from ``settings`` (``EXAI_SUPABASE_*``):
     ``request_timeout_secs``, ``backoff_base_secs``, ``backoff_max_secs``,
@@ -315,12 +311,6 @@ def build_archive(settings: "Settings", instruments: "Instruments | None" = None
         reason = "SUPABASE_SERVICE_ROLE_KEY holds a character an HTTP header cannot carry"
         log.error("Supabase archive off: %s (a line break?)", reason)
         return DisabledArchive(reason, status=DEGRADED)
-    owned = None
-    if redis is None and settings.redis_url:
-        import redis.asyncio as redis_asyncio
-
-        redis = owned = redis_asyncio.Redis.from_url(
-            settings.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0)
     telemetry = SupabaseTelemetry(instruments, url)
     outbox = Outbox(redis, prefix=outbox_prefix,
                     memory_limit=options.pop("memory_limit", settings.supabase_outbox_memory_limit),
@@ -334,6 +324,6 @@ def build_archive(settings: "Settings", instruments: "Instruments | None" = None
                 "backoff_max_secs": settings.supabase_retry_max_secs,
                 "idle_poll_secs": settings.supabase_idle_poll_secs,
                 "stale_backlog_secs": settings.supabase_stale_backlog_secs}
-    return Archive(url, key, outbox=outbox, telemetry=telemetry, owned_redis=owned,
+    return Archive(url, key, outbox=outbox, telemetry=telemetry,
                    tracer_provider=tracer_provider, meter_provider=meter_provider,
                    **{**tunables, **options})

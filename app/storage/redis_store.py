@@ -13,29 +13,20 @@ import re
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
-from urllib.parse import urlsplit
 
 from opentelemetry.metrics import Histogram
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 
 from otel import names
 from otel.errors import error_type_of
 from otel.redaction import scrub
 
+from .redis_client import redis_password
 from .turns import Turn
 
 KEY_PREFIX = "exai:thread:"
-# Redis answers in milliseconds; anything slower is an outage, and a chat must not wait on it.
-SOCKET_TIMEOUT_SECS = 1.0
-CONNECT_TIMEOUT_SECS = 1.0
-# One immediate retry on a connection error reconnects a pooled connection that a Redis restart
-# left stale. A timeout is not retried: a hung Redis would only cost the chat another timeout.
-RETRY = Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
 # redis-py's note on a failed pipeline command: "Command # 1 (RPUSH key <turn JSON>) of pipeline
 # caused error: ('<the reply>',)". Greedy up to the last "of pipeline": the quoted arguments may
 # hold anything, that phrase included.
@@ -94,15 +85,15 @@ def _annotate_with_command_name(exception: Exception, number: int,
 
 
 class RedisThreads:
-    """Threads in Redis with the TTL and turn limit applied atomically on every append."""
+    """Threads in Redis with the TTL and turn limit applied atomically on every append.
 
-    def __init__(self, url: str, ttl_secs: float, max_turns: int, db_duration: Histogram,
+    ``client`` is the process's shared one (``app.storage.redis_client``), decoding replies to
+    ``str``; its owner closes it, not this store."""
+
+    def __init__(self, client: Redis, ttl_secs: float, max_turns: int, db_duration: Histogram,
                  prefix: str = KEY_PREFIX) -> None:
-        self._client = Redis.from_url(
-            url, decode_responses=True, socket_timeout=SOCKET_TIMEOUT_SECS,
-            socket_connect_timeout=CONNECT_TIMEOUT_SECS, retry=RETRY,
-        )
-        self._password = urlsplit(url).password
+        self._client = client
+        self._password = redis_password(client)
         self._ttl_ms = max(1, int(ttl_secs * 1000))
         self._max_turns = max_turns
         self._duration = db_duration
@@ -143,9 +134,6 @@ class RedisThreads:
     async def ping(self) -> None:
         async with self._measure("PING"):
             await self._client.ping()
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
 
     def describe(self, exc: BaseException) -> str:
         """A short, secret-free account of a failure, fit for logs and health answers."""

@@ -16,6 +16,8 @@ import logging
 from collections.abc import Sequence
 from typing import Any, Literal
 
+from redis.asyncio import Redis
+
 from app.config import Settings
 from otel import names
 from otel.instruments import Instruments
@@ -59,14 +61,12 @@ class ThreadStore:
                 self._fall_back(exc)
 
     async def aclose(self) -> None:
-        """Stop probing and close the Redis connections."""
+        """Stop probing; the shared Redis client is closed by its owner, the daemon."""
         self._closed = True
         if self._probe is not None:
             self._probe.cancel()
             await asyncio.gather(self._probe, return_exceptions=True)
             self._probe = None
-        if self._redis is not None:
-            await self._redis.aclose()
 
     async def load(self, continuation_id: str) -> list[Turn] | None:
         """The thread's turns, oldest first, or None when it does not exist or has expired."""
@@ -146,14 +146,16 @@ class ThreadStore:
         self._probe = None
 
 
-def create_thread_store(settings: Settings, instruments: Instruments) -> ThreadStore:
-    """Redis when ``REDIS_URL`` is set, memory otherwise; registers the fallback gauge."""
+def create_thread_store(settings: Settings, instruments: Instruments,
+                        redis: Redis | None = None) -> ThreadStore:
+    """Threads in ``redis`` (the process's shared client, from ``REDIS_URL``) or, without one, in
+    memory; registers the fallback gauge."""
     memory = MemoryThreads(settings.conversation_ttl_secs, settings.max_conversation_turns)
-    redis = None
-    if settings.redis_url:
-        redis = RedisThreads(settings.redis_url, settings.conversation_ttl_secs,
-                             settings.max_conversation_turns, instruments.db_duration)
-    store = ThreadStore(memory, redis, settings.redis_retry_secs)
+    threads = None
+    if redis is not None:
+        threads = RedisThreads(redis, settings.conversation_ttl_secs,
+                               settings.max_conversation_turns, instruments.db_duration)
+    store = ThreadStore(memory, threads, settings.redis_retry_secs)
     attributes = {names.EXAI_STORAGE_BACKEND: store.configured}
     instruments.observe_gauge(names.EXAI_STORAGE_FALLBACK_ACTIVE,
                               lambda: [(float(store.fallback_active), attributes)])

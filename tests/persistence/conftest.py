@@ -12,10 +12,10 @@ from typing import Any
 
 import psycopg
 import pytest
-import redis.asyncio as redis_asyncio
 
 from app.config import Settings
 from app.persistence import Archive, build_archive
+from app.storage.redis_client import create_redis_client
 from tests.harness.postgres import PostgresCluster, apply_migrations
 from tests.harness.postgrest import PostgrestTestServer
 from tests.harness.otel_capture import InMemoryTelemetry as Telemetry
@@ -75,7 +75,8 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManagedPr
 
 @pytest.fixture
 async def redis_client(redis_server: ManagedProcess) -> AsyncIterator[Any]:
-    client = redis_asyncio.Redis.from_url(redis_server.url)  # type: ignore[attr-defined]
+    """The daemon's shared client (the thread store's settings, replies decoded)."""
+    client = create_redis_client(redis_server.url)
     yield client
     await client.aclose()
 

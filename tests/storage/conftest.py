@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from app.config import Settings
+from app.storage.redis_client import create_redis_client
 from app.storage.threads import ThreadStore, create_thread_store
 from tests.harness.otel_capture import InMemoryTelemetry as Telemetry
 from tests.harness.otel_capture import in_memory_telemetry
@@ -43,8 +44,25 @@ def own_redis(tmp_path: Path) -> Iterator[ManagedProcess]:
 
 
 @pytest.fixture
-async def make_store(telemetry: Telemetry) -> AsyncIterator[Callable[..., Any]]:
-    """Build (and start) stores through the real factory; close them all afterwards."""
+async def make_client() -> AsyncIterator[Callable[[str], Any]]:
+    """``make_client(url)``: the daemon's shared Redis client for ``url``, closed afterwards."""
+    clients: list[Any] = []
+
+    def make(url: str) -> Any:
+        client = create_redis_client(url)
+        if client is not None:
+            clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        await client.aclose()
+
+
+@pytest.fixture
+async def make_store(telemetry: Telemetry,
+                     make_client: Callable[[str], Any]) -> AsyncIterator[Callable[..., Any]]:
+    """Build (and start) stores through the real factories; close them all afterwards."""
     stores: list[ThreadStore] = []
 
     async def make(redis_url: str = "", ttl_hours: float = 3.0, max_turns: int = 20,
@@ -52,7 +70,7 @@ async def make_store(telemetry: Telemetry) -> AsyncIterator[Callable[..., Any]]:
         settings = Settings(_env_file=None, redis_url=redis_url,  # type: ignore[call-arg]
                             conversation_timeout_hours=ttl_hours,
                             max_conversation_turns=max_turns, redis_retry_secs=retry_secs)
-        store = create_thread_store(settings, telemetry.instruments)
+        store = create_thread_store(settings, telemetry.instruments, make_client(redis_url))
         stores.append(store)
         await store.start()
         return store

@@ -142,9 +142,10 @@ async def test_write_back_copies_again_a_thread_changed_under_it() -> None:
     assert outage.pending == 0
 
 
-async def test_aclose_stops_the_probe(own_redis, telemetry) -> None:
+async def test_aclose_stops_the_probe(own_redis, telemetry, make_client) -> None:
     store = ThreadStore(MemoryThreads(60, 5),
-                        RedisThreads(own_redis.url, 60, 5, telemetry.instruments.db_duration),
+                        RedisThreads(make_client(own_redis.url), 60, 5,
+                                     telemetry.instruments.db_duration),
                         retry_secs=0.05)
     own_redis.kill()
     await store.start()

@@ -42,8 +42,10 @@ async def test_unknown_thread_is_none(shared_redis, make_store) -> None:
     assert await store.load(str(uuid.uuid4())) is None
 
 
-async def test_expires_after_ttl_and_append_refreshes_it(shared_redis, telemetry) -> None:
-    redis = RedisThreads(shared_redis.url, 0.4, 20, telemetry.instruments.db_duration)
+async def test_expires_after_ttl_and_append_refreshes_it(shared_redis, telemetry,
+                                                        make_client) -> None:
+    redis = RedisThreads(make_client(shared_redis.url), 0.4, 20,
+                         telemetry.instruments.db_duration)
     store = ThreadStore(MemoryThreads(0.4, 20), redis, retry_secs=60)
     try:
         cid = str(uuid.uuid4())
