@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Annotated, Any, Optional, TypeVar
 
@@ -15,6 +14,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedCo
 from otel.redaction import escape_controls
 
 if TYPE_CHECKING:
+    from .client_config import DaemonEndpoint
+
+if TYPE_CHECKING:
     from .protocol import CallReply
 
 app = typer.Typer(help="The EX-AI daemon and its tools.", no_args_is_help=True,
@@ -23,17 +25,12 @@ console = Console(stderr=True)
 T = TypeVar("T")
 
 
-def _default_url() -> str:
-    host = os.environ.get("EXAI_WS_HOST", "127.0.0.1")
-    return os.environ.get("EXAI_WS_URL") or f"ws://{host}:{os.environ.get('EXAI_WS_PORT', '8079')}"
-
-
-def _client_token() -> str:
-    """EXAI_WS_TOKEN, else the token the local daemon generated (app.auth)."""
-    from .auth import client_token
+def _endpoint(url: str | None) -> DaemonEndpoint:
+    """The daemon's URL and token for a client command, as the MCP bridge resolves them."""
+    from .client_config import ClientOptions, daemon_endpoint
     from .config import Settings
 
-    return client_token(Settings())
+    return daemon_endpoint(Settings(), ClientOptions(), url)
 
 
 def _run_client(work: Coroutine[Any, Any, T]) -> T:
@@ -123,7 +120,8 @@ def chat(
     from .protocol import parse_call_reply, parse_interim
 
     async def run() -> dict:
-        async with await DaemonClient.connect(url or _default_url(), _client_token()) as client:
+        endpoint = _endpoint(url)
+        async with await DaemonClient.connect(endpoint.url, endpoint.token) as client:
             arguments = {"prompt": prompt, "stream": stream}
             if model:
                 arguments["model"] = model
@@ -194,11 +192,11 @@ def loadgen(
     """Drive chat calls through the daemon and print calls/s, latency percentiles and errors."""
     from .loadgen import run_load
 
-    token = _client_token()
+    endpoint = _endpoint(url)
     with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console, transient=as_json) as progress:
         task = progress.add_task("chat calls", total=calls)
-        summary = _run_client(run_load(url or _default_url(), token, calls, concurrency, model,
+        summary = _run_client(run_load(endpoint.url, endpoint.token, calls, concurrency, model,
                                        stream, on_done=lambda: progress.advance(task)))
     result = summary.as_dict()
     if as_json:

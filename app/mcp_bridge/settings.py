@@ -9,18 +9,14 @@ bridge's own patience (reconnect backoff, how long a request waits for a connect
 from __future__ import annotations
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from app.auth import client_token
+from app.client_config import ClientOptions, daemon_endpoint
 from app.config import Settings
 
 
-class BridgeOptions(BaseSettings):
-    """The bridge-only knobs, under ``EXAI_MCP_*``."""
+class BridgeOptions(ClientOptions):
+    """The bridge-only knobs, under ``EXAI_MCP_*`` (and the clients' ``EXAI_WS_URL``)."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
-
-    ws_url: str = Field("", alias="EXAI_WS_URL")
     connect_wait_secs: float = Field(10.0, alias="EXAI_MCP_CONNECT_WAIT_SECS", gt=0)
     connect_timeout_secs: float = Field(10.0, alias="EXAI_MCP_CONNECT_TIMEOUT_SECS", gt=0)
     reconnect_base_secs: float = Field(0.2, alias="EXAI_MCP_RECONNECT_BASE_SECS", gt=0)
@@ -35,20 +31,12 @@ class BridgeSettings:
     timeout (used until the daemon reports its own), and the bridge's options."""
 
     def __init__(self, daemon: Settings, options: BridgeOptions, url: str | None = None) -> None:
-        self.url = url or options.ws_url or f"ws://{_host(daemon.ws_host)}:{daemon.ws_port}"
-        self.token = client_token(daemon)
+        endpoint = daemon_endpoint(daemon, options, url)
+        self.url = endpoint.url
+        self.token = endpoint.token
         self.tool_timeout_secs = daemon.tool_timeout_secs
         self.options = options
 
     @classmethod
     def from_env(cls, url: str | None = None) -> "BridgeSettings":
         return cls(Settings(), BridgeOptions(), url)
-
-
-def _host(host: str) -> str:
-    """A daemon bound to every address is reached on loopback; IPv6 literals need brackets."""
-    if host in ("0.0.0.0", ""):
-        return "127.0.0.1"
-    if host == "::":
-        return "[::1]"
-    return f"[{host}]" if ":" in host and not host.startswith("[") else host
