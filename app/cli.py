@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Annotated, Any, Optional, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -77,11 +77,12 @@ def serve(log_level: Annotated[str, typer.Option(help="Console log level.")] = "
 
     from pydantic import ValidationError
 
+    from otel.logs import configure_logging
+    from otel.setup import configure_telemetry
+
     from . import __version__
     from .config import Settings
     from .daemon import Daemon, exit_now
-    from otel.logs import configure_logging
-    from otel.setup import configure_telemetry
 
     try:
         settings = Settings()
@@ -110,10 +111,10 @@ def serve(log_level: Annotated[str, typer.Option(help="Console log level.")] = "
 @app.command()
 def chat(
     prompt: str,
-    model: Annotated[Optional[str], typer.Option(help="Model; default DEFAULT_MODEL.")] = None,
-    continuation: Annotated[Optional[str], typer.Option(help="continuation_id to continue.")] = None,
+    model: Annotated[str | None, typer.Option(help="Model; default DEFAULT_MODEL.")] = None,
+    continuation: Annotated[str | None, typer.Option(help="continuation_id to continue.")] = None,
     stream: Annotated[bool, typer.Option(help="Print the answer as it streams.")] = False,
-    url: Annotated[Optional[str], typer.Option(help="Daemon URL (EXAI_WS_URL).")] = None,
+    url: Annotated[str | None, typer.Option(help="Daemon URL (EXAI_WS_URL).")] = None,
 ) -> None:
     """Ask the daemon one question; print the answer, usage, cost and the trace id."""
     from .client import DaemonClient
@@ -150,7 +151,7 @@ def chat(
         console.print(line, markup=False)
 
 
-def chat_summary(reply: "CallReply") -> list[str]:
+def chat_summary(reply: CallReply) -> list[str]:
     """What ``exai chat`` says after a successful answer. Pure, so that what a reply may lack
     (``usage: null`` when the provider reported none, an unpriced model) is tested without a
     daemon."""
@@ -182,10 +183,10 @@ def fake_llm(
 
 @app.command()
 def loadgen(
-    url: Annotated[Optional[str], typer.Option(help="Daemon URL (EXAI_WS_URL).")] = None,
+    url: Annotated[str | None, typer.Option(help="Daemon URL (EXAI_WS_URL).")] = None,
     calls: Annotated[int, typer.Option(min=1)] = 100,
     concurrency: Annotated[int, typer.Option(min=1)] = 4,
-    model: Annotated[Optional[str], typer.Option()] = None,
+    model: Annotated[str | None, typer.Option()] = None,
     stream: Annotated[bool, typer.Option()] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
@@ -210,7 +211,7 @@ def loadgen(
 
 @app.command()
 def mcp(
-    url: Annotated[Optional[str], typer.Option(help="Daemon URL (EXAI_WS_URL).")] = None,
+    url: Annotated[str | None, typer.Option(help="Daemon URL (EXAI_WS_URL).")] = None,
     log_level: Annotated[str, typer.Option(help="Log level (logs go to stderr).")] = "INFO",
 ) -> None:
     """Serve MCP on stdio for editors and agents, forwarding tools to the daemon."""

@@ -61,7 +61,7 @@ class DaemonClient:
     @classmethod
     async def connect(cls, url: str, token: str = "", session_id: str | None = None,
                       max_size: int | None = 64 * 1024 * 1024,
-                      open_timeout: float = 10.0) -> "DaemonClient":
+                      open_timeout: float = 10.0) -> DaemonClient:
         ws = await connect(url, max_size=max_size, open_timeout=open_timeout)
         await ws.send(json.dumps(protocol.hello_request(token, session_id)))
         try:
@@ -73,7 +73,7 @@ class DaemonClient:
             raise HandshakeError(str(ack.error), ws.close_code)
         return cls(ws, ack)
 
-    async def __aenter__(self) -> "DaemonClient":
+    async def __aenter__(self) -> DaemonClient:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

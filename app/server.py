@@ -12,7 +12,6 @@ import hmac
 import logging
 import time
 from collections import Counter
-
 from http import HTTPStatus
 
 from opentelemetry.trace import SpanKind, Status, StatusCode

@@ -42,8 +42,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import overhead  # noqa: E402
 from overhead import (  # noqa: E402
-    Clients, Infra, collector_binary, collector_counters, parse_env_options,
-    set_upstream_latency, start_collectors, start_redis_and_upstream, start_remote_write_sink,
+    Clients,
+    Infra,
+    collector_binary,
+    collector_counters,
+    parse_env_options,
+    set_upstream_latency,
+    start_collectors,
+    start_redis_and_upstream,
+    start_remote_write_sink,
     variant_process,
 )
 

@@ -353,7 +353,7 @@ class Clients:
         self.total_calls = 0
 
     @classmethod
-    async def open(cls, port: int, k: int) -> "Clients":
+    async def open(cls, port: int, k: int) -> Clients:
         conns = []
         for _ in range(k):
             ws = await connect(f"ws://{LOOPBACK}:{port}", max_size=None, open_timeout=30)

@@ -38,5 +38,5 @@ class BridgeSettings:
         self.options = options
 
     @classmethod
-    def from_env(cls, url: str | None = None) -> "BridgeSettings":
+    def from_env(cls, url: str | None = None) -> BridgeSettings:
         return cls(Settings(), BridgeOptions(), url)

@@ -34,7 +34,6 @@ from tests.harness.procs import ManagedProcess
 from tests.harness.redis_server import redis_process
 
 
-
 @dataclass
 class Captured:
     """What the daemon exported, read back from the in-memory exporters."""

@@ -22,6 +22,7 @@ from app.client import DaemonClient
 from app.fake_llm import answer_for, content_pieces
 from tests.harness.exai_process import spawn_daemon, spawn_fake_llm
 from tests.harness.procs import ManagedProcess, free_port
+
 TOKEN = "hostile-upstream-test-token"
 KEY = "sk-hostile-0123456789abcdefECHOCANARY"  # looks real, so a leak shows in a substring search
 MIB = 1024 * 1024
@@ -89,7 +90,7 @@ class PeakSampler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> "PeakSampler":
+    def __enter__(self) -> PeakSampler:
         self._thread.start()
         return self
 

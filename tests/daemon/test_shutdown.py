@@ -43,8 +43,8 @@ from app import __version__
 from app.client import DaemonClient
 from otel.instruments import create_instruments
 from otel.setup import Batching, CountingExporter, CountingMetricExporter, Telemetry
-from tests.harness.hanging_otlp import HangingEndpoint
 from tests.harness.exai_process import EXAI, TOKEN, spawn_daemon
+from tests.harness.hanging_otlp import HangingEndpoint
 from tests.harness.procs import ManagedProcess
 from tests.mcp.otlp_sink import OtlpSink
 

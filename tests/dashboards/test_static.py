@@ -14,9 +14,17 @@ import yaml
 
 from grafana.dashgen.__main__ import main as generate
 
-from .queries import (SAMPLE_TRACE_ID, Query, dashboard_queries, datasource_link_queries,
-                      load_dashboards, load_datasources, panels, parse_with_lezer,
-                      variable_queries)
+from .queries import (
+    SAMPLE_TRACE_ID,
+    Query,
+    dashboard_queries,
+    datasource_link_queries,
+    load_dashboards,
+    load_datasources,
+    panels,
+    parse_with_lezer,
+    variable_queries,
+)
 
 EXPECTED = {"overview.json", "llm-providers.json", "storage.json", "pipeline-health.json",
             "find-request.json"}

@@ -116,7 +116,7 @@ class WebhookReceiver:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}/alerts"
 
-    def start(self) -> "WebhookReceiver":
+    def start(self) -> WebhookReceiver:
         self._thread.start()
         return self
 

@@ -40,7 +40,7 @@ class HangingEndpoint:
         with self._lock:
             return len(self._clients)
 
-    def start(self) -> "HangingEndpoint":
+    def start(self) -> HangingEndpoint:
         threading.Thread(target=self._accept, name="hanging-otlp", daemon=True).start()
         return self
 

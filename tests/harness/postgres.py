@@ -92,7 +92,7 @@ class PostgresCluster:
         if result.returncode != 0:
             raise RuntimeError(f"initdb failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
 
-    def start(self) -> "PostgresCluster":
+    def start(self) -> PostgresCluster:
         if not (self.data / "PG_VERSION").exists():
             self.init()
         argv = [str(self.bin / "postgres"), "-D", str(self.data), "-p", str(self.port),

@@ -113,7 +113,7 @@ class PostgrestTestServer:
     def running(self) -> bool:
         return self._runner is not None
 
-    async def start(self) -> "PostgrestTestServer":
+    async def start(self) -> PostgrestTestServer:
         if self._runner is not None:
             return self
         app = web.Application(client_max_size=64 * 1024 * 1024)

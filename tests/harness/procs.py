@@ -68,7 +68,7 @@ class ManagedProcess:
     ready_timeout: float = 30.0
     process: subprocess.Popen | None = field(default=None, init=False)
 
-    def start(self) -> "ManagedProcess":
+    def start(self) -> ManagedProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
         env = {**os.environ, **(self.env or {})}

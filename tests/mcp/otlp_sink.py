@@ -130,7 +130,7 @@ class OtlpSink:
         self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
-    def start(self) -> "OtlpSink":
+    def start(self) -> OtlpSink:
         self._thread.start()
         return self
 

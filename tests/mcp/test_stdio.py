@@ -25,7 +25,7 @@ class RawBridge:
         self.lines: list[dict[str, Any]] = []
 
     @classmethod
-    async def start(cls, url: str, sink, workdir: Path) -> "RawBridge":
+    async def start(cls, url: str, sink, workdir: Path) -> RawBridge:
         env = {**os.environ, "EXAI_WS_URL": url, "EXAI_WS_TOKEN": TOKEN, **otel_env(sink)}
         proc = await asyncio.create_subprocess_exec(
             EXAI, "mcp", "--log-level", "DEBUG", stdin=asyncio.subprocess.PIPE,
