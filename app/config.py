@@ -8,10 +8,13 @@ the OpenTelemetry SDK reads itself, so none of them appear here.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.providers.table import GLM, KIMI, ProviderEntry
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 MIB = 1024 * 1024
@@ -22,6 +25,15 @@ def default_token_file() -> Path:
     ``~/.config/exai/ws-token``, readable by the user alone."""
     base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
     return Path(base) / "exai" / "ws-token"
+
+
+@dataclass(frozen=True)
+class ProviderSettings:
+    """What one provider is configured with: its key, base URL and concurrency cap."""
+
+    api_key: SecretStr
+    api_url: str
+    max_inflight: int
 
 
 class Settings(BaseSettings):
@@ -58,8 +70,8 @@ class Settings(BaseSettings):
     session_max_pending_frames: int = Field(64, alias="EXAI_WS_SESSION_MAX_PENDING_FRAMES")
     session_max_pending_bytes: int = Field(8 * MIB, alias="EXAI_WS_SESSION_MAX_PENDING_BYTES")
     global_max_inflight: int = Field(24, alias="EXAI_WS_GLOBAL_MAX_INFLIGHT")
-    kimi_max_inflight: int = Field(6, alias="EXAI_KIMI_MAX_INFLIGHT")
-    glm_max_inflight: int = Field(4, alias="EXAI_GLM_MAX_INFLIGHT")
+    kimi_max_inflight: int = Field(KIMI.max_inflight_default, alias=KIMI.max_inflight_env)
+    glm_max_inflight: int = Field(GLM.max_inflight_default, alias=GLM.max_inflight_env)
     slot_wait_secs: float = Field(5.0, alias="EXAI_SLOT_WAIT_SECS")
     rate_limit_per_sec: float = Field(20.0, alias="EXAI_RATE_LIMIT_PER_SEC")
     rate_limit_burst: int = Field(40, alias="EXAI_RATE_LIMIT_BURST")
@@ -67,10 +79,12 @@ class Settings(BaseSettings):
 
     # Providers
     default_model: str = Field("glm-4.5-flash", alias="DEFAULT_MODEL")
-    kimi_api_key: SecretStr = Field(SecretStr(""), alias="KIMI_API_KEY")
-    kimi_api_url: str = Field("https://api.moonshot.ai/v1", alias="KIMI_API_URL")
-    glm_api_key: SecretStr = Field(SecretStr(""), alias="GLM_API_KEY")
-    glm_api_url: str = Field("https://api.z.ai/api/paas/v4", alias="GLM_API_URL")
+    # Per provider, named ``{key}_api_key``, ``{key}_api_url``, ``{key}_max_inflight`` (above)
+    # after app.providers.table, which gives their variables and defaults.
+    kimi_api_key: SecretStr = Field(SecretStr(""), alias=KIMI.api_key_env)
+    kimi_api_url: str = Field(KIMI.api_url_default, alias=KIMI.api_url_env)
+    glm_api_key: SecretStr = Field(SecretStr(""), alias=GLM.api_key_env)
+    glm_api_url: str = Field(GLM.api_url_default, alias=GLM.api_url_env)
     provider_timeout_secs: float = Field(60.0, alias="EXAI_PROVIDER_TIMEOUT_SECS")
     # An answer (or error body) larger than this is refused and its connection closed.
     provider_max_response_bytes: int = Field(8 * MIB, alias="EXAI_PROVIDER_MAX_RESPONSE_BYTES")
@@ -135,6 +149,12 @@ class Settings(BaseSettings):
             raise ValueError("holds a character an HTTP header cannot carry (printable ASCII "
                              "without spaces only)")
         return SecretStr(secret)
+
+    def provider(self, entry: ProviderEntry) -> ProviderSettings:
+        """The settings of one provider of the table."""
+        return ProviderSettings(api_key=getattr(self, f"{entry.key}_api_key"),
+                                api_url=getattr(self, f"{entry.key}_api_url"),
+                                max_inflight=getattr(self, f"{entry.key}_max_inflight"))
 
     @property
     def auth_enabled(self) -> bool:

@@ -20,6 +20,7 @@ from .health import HealthServer, build_report, providers_component, resource_re
 from .limits import Slots
 from .persistence import create_archive
 from .providers.registry import ProviderRegistry
+from .providers.table import PROVIDERS
 from .server import WebSocketServer
 from .session import SessionServices
 from .storage.redis_client import create_redis_client
@@ -51,8 +52,9 @@ class Daemon:
         self.threads = create_thread_store(settings, instruments, self.redis)
         self.archive = create_archive(settings, instruments, redis=self.redis)
         provider_slots = {
-            "kimi": Slots("provider", settings.kimi_max_inflight, settings.slot_wait_secs),
-            "glm": Slots("provider", settings.glm_max_inflight, settings.slot_wait_secs),
+            entry.key: Slots("provider", settings.provider(entry).max_inflight,
+                             settings.slot_wait_secs)
+            for entry in PROVIDERS
         }
         tools = ToolRegistry([
             ChatTool(self.providers, provider_slots, self.threads, self.archive,

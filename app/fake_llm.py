@@ -2,9 +2,10 @@
 
 It answers ``POST`` on any path ending in ``/chat/completions`` (so it can stand in for Kimi at
 ``http://H:P/v1`` and GLM at ``http://H:P/api/paas/v4`` at once), as JSON or as SSE, with usage
-numbers derived from the prompt's length. Models named ``kimi*``/``moonshot*`` get Kimi's dialect
-(usage inside ``choices[0]``, ``usage.cached_tokens``); others get the OpenAI/GLM one
-(a final usage chunk, ``prompt_tokens_details.cached_tokens``).
+numbers derived from the prompt's length, in the dialect of the provider the daemon routes the
+model to (``app.providers.table``): Kimi's (usage inside ``choices[0]``, ``usage.cached_tokens``)
+for ``kimi-*``/``moonshot-*``; the OpenAI/GLM one (a final usage chunk,
+``prompt_tokens_details.cached_tokens``) for the rest.
 
 The answer is deterministic for a given prompt and never quotes it, so a test can check that no
 prompt text leaked anywhere. Faults and delays are set at start (``FakeLLMConfig``) or at run time:
@@ -39,6 +40,8 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from aiohttp import web
+
+from app.providers.table import GLM, ProviderEntry, entry_for
 
 COMPLETIONS_SUFFIX = "/chat/completions"
 _WORDS = ("signal", "river", "lantern", "orbit", "quartz", "meadow", "cobalt", "harbor", "ember",
@@ -119,15 +122,16 @@ def usage_for(model: str, messages: list[dict[str, Any]], output_tokens: int) ->
     cached = prompt // 2
     usage: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": output_tokens,
                              "total_tokens": prompt + output_tokens}
-    if is_kimi(model):
+    if _dialect(model).cached_tokens_top_level:
         usage["cached_tokens"] = cached
     else:
         usage["prompt_tokens_details"] = {"cached_tokens": cached}
     return usage
 
 
-def is_kimi(model: str) -> bool:
-    return model.lower().startswith(("kimi", "moonshot"))
+def _dialect(model: str) -> ProviderEntry:
+    """The table's entry whose dialect ``model`` is answered in; unknown models get GLM's."""
+    return entry_for(model) or GLM
 
 
 def content_pieces(words: list[str], answer_bytes: int = 0,
@@ -235,7 +239,7 @@ async def _sse_events(config: FakeLLMConfig, model: str, response_id: str, piece
             await asyncio.sleep(config.chunk_delay_ms / 1000)
         yield event([{"index": 0, "delta": {"content": piece}, "finish_reason": None}])
     last: dict[str, Any] = {"index": 0, "delta": {}, "finish_reason": finish}
-    if is_kimi(model):
+    if _dialect(model).usage_in_last_choice:
         last["usage"] = usage  # Kimi's dialect, sent whether asked or not
         yield event([last])
     else:

@@ -1,7 +1,7 @@
 """The two providers, the HTTP client they share, and which model goes where.
 
-Routing (the contract's rule): ``kimi-*`` and ``moonshot-*`` go to Kimi, ``glm-*`` to GLM, matched
-case-insensitively. ``None``, ``""`` and ``"auto"`` mean ``DEFAULT_MODEL``. Any other name is *not*
+Routing (the contract's rule, from ``table.PROVIDERS``): ``kimi-*`` and ``moonshot-*`` go to Kimi,
+``glm-*`` to GLM, matched case-insensitively. ``None``, ``""`` and ``"auto"`` mean ``DEFAULT_MODEL``. Any other name is *not*
 an error: it is replaced by ``DEFAULT_MODEL`` (old clients send names this daemon never served),
 and ``resolve`` returns the model actually used so the caller can report it.
 
@@ -29,24 +29,19 @@ from otel.instruments import Instruments
 from .circuit import CircuitBreaker
 from .openai_compat import Provider, ProviderSpec, Sleep
 from .retry import RetryPolicy
+from .table import FALLBACK, PROVIDERS, entry_for
 
 AUTO_MODEL = "auto"
-KIMI = "kimi"
-GLM = "glm"
-_PREFIXES: dict[str, tuple[str, ...]] = {KIMI: ("kimi-", "moonshot-"), GLM: ("glm-",)}
 
 
 def provider_key_for(model: str) -> str | None:
-    """Which provider serves ``model`` by its name, or None when the name matches neither."""
-    lowered = model.strip().lower()
-    for key, prefixes in _PREFIXES.items():
-        if lowered.startswith(prefixes):
-            return key
-    return None
+    """Which provider serves ``model`` by its name, or None when the name matches none."""
+    entry = entry_for(model)
+    return entry.key if entry else None
 
 
 class ProviderRegistry:
-    """Creates and owns both providers and their shared ``httpx.AsyncClient``."""
+    """Creates and owns the table's providers and their shared ``httpx.AsyncClient``."""
 
     def __init__(self, settings: Settings, instruments: Instruments, *,
                  client: httpx.AsyncClient | None = None, sleep: Sleep = asyncio.sleep,
@@ -56,10 +51,8 @@ class ProviderRegistry:
         self.client = client or httpx.AsyncClient(
             timeout=httpx.Timeout(settings.provider_timeout_secs), follow_redirects=False)
         policy = RetryPolicy.from_settings(settings)
-        specs = [
-            ProviderSpec(KIMI, "moonshot_ai", settings.kimi_api_url, settings.kimi_api_key),
-            ProviderSpec(GLM, "z_ai", settings.glm_api_url, settings.glm_api_key),
-        ]
+        specs = [ProviderSpec(entry.key, entry.otel_name, settings.provider(entry).api_url,
+                              settings.provider(entry).api_key) for entry in PROVIDERS]
         self.providers: dict[str, Provider] = {
             spec.key: Provider(
                 spec, self.client, instruments, timeout_secs=settings.provider_timeout_secs,
@@ -79,7 +72,7 @@ class ProviderRegistry:
         key = provider_key_for(wanted)
         if key is None:
             wanted = self._settings.default_model
-            key = provider_key_for(wanted) or GLM
+            key = provider_key_for(wanted) or FALLBACK.key
         return self.providers[key], wanted
 
     def get(self, key: str) -> Provider:

@@ -9,6 +9,7 @@ tests/dashboards/test_live.py fails when any of these stops returning data.
 
 from __future__ import annotations
 
+from app.providers import table as provider_table
 from otel import names as otel
 from otel.names import prometheus_name
 
@@ -81,4 +82,4 @@ COLLECTOR_RSS = "otelcol_process_memory_rss"
 LOG_STREAM = '{service_name="exai-daemon"}'
 
 # Providers as the daemon names them (gen_ai.provider.name), for the per-component cards.
-PROVIDERS = {"Kimi": "moonshot_ai", "GLM": "z_ai"}
+PROVIDERS = {entry.label: entry.otel_name for entry in provider_table.PROVIDERS}

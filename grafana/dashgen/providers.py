@@ -99,9 +99,15 @@ def outcomes() -> list[Panel]:
     ]
 
 
+def _provider_names() -> str:
+    """"Kimi (moonshot_ai) and GLM (z_ai)", from the provider table."""
+    named = [f"{label} ({otel_name})" for label, otel_name in n.PROVIDERS.items()]
+    return " and ".join([", ".join(named[:-1]), named[-1]] if len(named) > 1 else named)
+
+
 def build() -> Json:
     return dashboard(
         UID, "exai: LLM providers",
-        "Kimi (moonshot_ai) and GLM (z_ai): what the calls cost, how fast they answer, how they end.",
+        f"{_provider_names()}: what the calls cost, how fast they answer, how they end.",
         [*usage(), *latency(), *outcomes()],
         variables=[provider_variable(), model_variable()], links=dashboard_links())
