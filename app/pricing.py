@@ -36,7 +36,8 @@ class Price:
     output_per_mtok: float
 
     def cost(self, usage: UsageLike) -> float:
-        """Cost in USD; cached tokens are billed at the cached rate, the rest of the input at full."""
+        """Cost in USD; cached tokens are billed at the cached rate, the rest of the input at
+        full."""
         cached = min(max(usage.cached_input_tokens, 0), max(usage.input_tokens, 0))
         fresh = max(usage.input_tokens, 0) - cached
         output = max(usage.output_tokens, 0)
@@ -109,7 +110,8 @@ def _rate(model: str, entry: Mapping[str, object], field: str) -> float:
     value = entry.get(field)
     # bool is an int subclass; `input = true` is a typo, not a price.
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise PriceTableError(f"model {model!r}: '{field}' must be a number (USD per million tokens)")
+        raise PriceTableError(
+            f"model {model!r}: '{field}' must be a number (USD per million tokens)")
     if not math.isfinite(value) or value < 0:
         raise PriceTableError(f"model {model!r}: '{field}' must be a finite number >= 0")
     return float(value)

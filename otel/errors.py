@@ -17,4 +17,6 @@ def error_type_of(exc: BaseException) -> str:
     if isinstance(declared, str) and declared:
         return declared
     cls = type(exc)
-    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    if cls.__module__ == "builtins":
+        return cls.__qualname__
+    return f"{cls.__module__}.{cls.__qualname__}"

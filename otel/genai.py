@@ -222,7 +222,8 @@ class ChatCall:
         if self._cost is None:
             inst.genai_unpriced.add(1, attrs)
         else:
-            inst.genai_cost.add(self._cost, {**attrs, names.EXAI_PRICE_TABLE_VERSION: self._prices.version})
+            inst.genai_cost.add(
+                self._cost, {**attrs, names.EXAI_PRICE_TABLE_VERSION: self._prices.version})
 
 
 _FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter", "function_call",

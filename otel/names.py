@@ -212,7 +212,8 @@ EXAI_SUPABASE_OUTBOX_DROPPED = _metric(
     "Writes dropped because the in-memory outbox (no Redis) was full.")
 EXAI_SUPABASE_OUTBOX_DEPTH = _metric(
     "exai.supabase.outbox.depth", "{write}", "gauge",
-    "Writes waiting in the Supabase outbox (pending or in flight).", (EXAI_SUPABASE_OUTBOX_BACKEND,))
+    "Writes waiting in the Supabase outbox (pending or in flight).",
+    (EXAI_SUPABASE_OUTBOX_BACKEND,))
 EXAI_SUPABASE_OUTBOX_AGE = _metric(
     "exai.supabase.outbox.age", "s", "gauge",
     "Age of the oldest write waiting in the Supabase outbox (0 if none).",

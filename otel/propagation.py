@@ -26,7 +26,8 @@ _MAX_FIELD_LENGTH = 8192
 def extract_context(meta: Mapping[str, Any] | None) -> otel_context.Context:
     """The parent context carried in ``_meta``; an empty context when there is none or it is bad."""
     carrier = {key: value for key in _FIELDS
-               if isinstance(value := (meta or {}).get(key), str) and len(value) <= _MAX_FIELD_LENGTH}
+               if isinstance(value := (meta or {}).get(key), str)
+               and len(value) <= _MAX_FIELD_LENGTH}
     if not carrier.get("traceparent"):
         return otel_context.Context()
     return _PROPAGATOR.extract(carrier, context=otel_context.Context())

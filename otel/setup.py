@@ -79,7 +79,8 @@ def otlp_protocol(signal: str) -> str:
     value = (os.environ.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_PROTOCOL")
              or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL") or HTTP_PROTOBUF).strip().lower()
     if value not in (GRPC, HTTP_PROTOBUF):
-        raise ValueError(f"unsupported OTLP protocol {value!r} for {signal}: use grpc or http/protobuf")
+        raise ValueError(
+            f"unsupported OTLP protocol {value!r} for {signal}: use grpc or http/protobuf")
     return value
 
 

@@ -83,7 +83,8 @@ class DaemonLink:
         except TimeoutError:
             raise DaemonUnavailable(
                 f"exai daemon unavailable at {self.url}: {self._last_error} (waited "
-                f"{self._settings.options.connect_wait_secs:g}s; is `exai serve` running?)") from None
+                f"{self._settings.options.connect_wait_secs:g}s; is `exai serve` running?)"
+            ) from None
         return client
 
     async def _connect(self) -> DaemonClient:

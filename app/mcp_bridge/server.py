@@ -109,7 +109,8 @@ async def _stop_on_signal(serving: anyio.CancelScope, server_done: anyio.Event, 
 
 
 def run_bridge(url: str | None = None, log_level: str = "INFO") -> None:
-    """``exai mcp``: configure telemetry and stderr logging, serve, flush telemetry on the way out."""
+    """``exai mcp``: configure telemetry and stderr logging, serve, flush telemetry on the way
+    out."""
     telemetry, instruments = start_telemetry(__version__, log_level)
     settings = BridgeSettings.from_env(url)
     log.info("exai mcp bridge %s forwarding to %s", __version__, settings.url)

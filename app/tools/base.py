@@ -63,7 +63,8 @@ class ToolRegistry:
 
     def describe(self) -> list[dict[str, Any]]:
         return [{"name": tool.name, "description": tool.description,
-                 "inputSchema": tool.arguments.model_json_schema()} for tool in self._tools.values()]
+                 "inputSchema": tool.arguments.model_json_schema()}
+                for tool in self._tools.values()]
 
     def prepare(self, name: str, arguments: Mapping[str, Any]) -> tuple[Tool, BaseModel]:
         tool = self._tools.get(name)

@@ -29,7 +29,8 @@ class ListModelsTool:
 
 class StatusTool:
     name: ClassVar[str] = "status"
-    description: ClassVar[str] = "The daemon's health report: components, sessions, in-flight calls."
+    description: ClassVar[str] = (
+        "The daemon's health report: components, sessions, in-flight calls.")
     arguments: ClassVar[type[BaseModel]] = NoArguments
 
     def __init__(self, report: Callable[[], Awaitable[dict[str, Any]]]) -> None:
