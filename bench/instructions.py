@@ -154,7 +154,8 @@ def summarise(counts: dict[str, dict[str, Any]]) -> dict[str, Any]:
         for variant in ("full", "peer"):
             if variant in counts:
                 row = counts[variant]
-                summary[f"telemetry_per_call_{variant}"] = row["total_per_call"] - off["total_per_call"]
+                summary[f"telemetry_per_call_{variant}"] = (
+                    row["total_per_call"] - off["total_per_call"])
                 summary[f"instruction_ratio_{variant}_vs_off"] = round(
                     row["total_per_call"] / off["total_per_call"], 4)
     return summary

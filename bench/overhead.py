@@ -208,7 +208,8 @@ def variant_process(infra: Infra, variant: str, redis_url: str) -> ManagedProces
     ws_port, health_port = free_port(), free_port()
     upstream = f"http://{LOOPBACK}:{infra.fake_port}"
     env = {
-        "EXAI_WS_HOST": LOOPBACK, "EXAI_WS_PORT": str(ws_port), "HEALTH_CHECK_PORT": str(health_port),
+        "EXAI_WS_HOST": LOOPBACK, "EXAI_WS_PORT": str(ws_port),
+        "HEALTH_CHECK_PORT": str(health_port),
         "EXAI_WS_TOKEN": TOKEN, "REDIS_URL": redis_url,
         "KIMI_API_KEY": FAKE_KEY, "KIMI_API_URL": f"{upstream}/v1",
         "GLM_API_KEY": FAKE_KEY, "GLM_API_URL": f"{upstream}/api/paas/v4",
@@ -230,7 +231,8 @@ def variant_process(infra: Infra, variant: str, redis_url: str) -> ManagedProces
             "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "exai",  # the daemon's own telemetry off
             "OTEL_SERVICE_NAME": "exai-daemon-peer",
             "OTEL_TRACES_EXPORTER": "otlp", "OTEL_METRICS_EXPORTER": "otlp",
-            "OTEL_LOGS_EXPORTER": "otlp", "OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED": "true",
+            "OTEL_LOGS_EXPORTER": "otlp",
+            "OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED": "true",
             "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{LOOPBACK}:{infra.ports['otlp_grpc']}",
             "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
         })
@@ -493,7 +495,8 @@ def collector_counters(port: int) -> dict[tuple[str, str], float]:
         head, _, value = line.rpartition(" ")
         name = head.split("{", 1)[0]
         signal_name = name.removeprefix("otelcol_receiver_accepted_").removesuffix("_total")
-        transport = head.split('transport="', 1)[1].split('"', 1)[0] if 'transport="' in head else ""
+        transport = (head.split('transport="', 1)[1].split('"', 1)[0]
+                     if 'transport="' in head else "")
         key = (signal_name, transport)
         totals[key] = totals.get(key, 0.0) + float(value)
     return totals
@@ -509,7 +512,8 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
     return {"cpus": os.cpu_count(), "cpu_model": model, "python": platform.python_version(),
-            "platform": platform.platform(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1)}
+            "platform": platform.platform(),
+            "memory_gb": round(psutil.virtual_memory().total / 2**30, 1)}
 
 
 def markdown_table(results: dict[str, Any]) -> str:
@@ -556,8 +560,9 @@ def plot(results: dict[str, Any], path: Path) -> None:
     others = [v for v in ("full", "peer", "limit") if v in results[points[0]]["spread"]]
     colours = {"full": "#2b6cb0", "peer": "#dd6b20", "limit": "#718096"}
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for axis, metric, title in ((axes[0], "throughput_ratio", "throughput vs off (higher is better)"),
-                                (axes[1], "p50_ratio", "p50 latency vs off (lower is better)")):
+    panels = ((axes[0], "throughput_ratio", "throughput vs off (higher is better)"),
+              (axes[1], "p50_ratio", "p50 latency vs off (lower is better)"))
+    for axis, metric, title in panels:
         width = 0.8 / len(others)
         for i, variant in enumerate(others):
             xs, ys, lo, hi = [], [], [], []
@@ -570,13 +575,15 @@ def plot(results: dict[str, Any], path: Path) -> None:
             top = 1.6  # the limit's worst-case ratio (~30x) would flatten the rest: clip, label
             shown = [min(y, top) for y in ys]
             axis.bar(xs, shown, width, label=variant, color=colours[variant],
-                     yerr=[[0 if y > top else l for l, y in zip(lo, ys)],
-                           [0 if y > top else h for y, h in zip(ys, hi)]], capsize=3)
-            for x, y in zip(xs, ys):
+                     yerr=[[0 if y > top else low for low, y in zip(lo, ys, strict=True)],
+                           [0 if y > top else high for y, high in zip(ys, hi, strict=True)]],
+                     capsize=3)
+            for x, y in zip(xs, ys, strict=True):
                 axis.text(x, min(y, top) + 0.02, f"{y:.2f}", ha="center", fontsize=7)
         axis.axhline(1.0, color="black", linewidth=0.8)
         axis.set_xticks(range(len(points)),
-                        [f"{p}\n({results[p]['upstream_latency_ms']:g} ms upstream)" for p in points])
+                        [f"{p}\n({results[p]['upstream_latency_ms']:g} ms upstream)"
+                         for p in points])
         axis.set_title(title)
         axis.set_ylim(0, 1.75)
     axes[0].legend()
@@ -653,8 +660,9 @@ async def run(args: argparse.Namespace, profile: Profile, log) -> dict[str, Any]
             volume["off"] = {"spans": 0, "metric_points": 0, "log_records": 0}
             volume["limit"] = {"spans": 0, "metric_points": 0, "log_records": 0}
             results["telemetry_per_call"] = volume
-            results["collector_accepted"] = {f"{signal_name}/{transport}": after[(signal_name, transport)] - counters_before.get((signal_name, transport), 0.0)
-                                             for signal_name, transport in after}
+            results["collector_accepted"] = {
+                "/".join(key): count - counters_before.get(key, 0.0)
+                for key, count in after.items()}
         results["calls_per_variant"] = calls
     finally:
         for group in clients.values():
@@ -668,7 +676,8 @@ async def run(args: argparse.Namespace, profile: Profile, log) -> dict[str, Any]
     results["settings"] = {"quick": args.quick, "clients": profile.clients,
                            "rounds": profile.rounds, "window_s": profile.window_s,
                            "warmup_s": profile.warmup_s, "order": variants,
-                           "export_env": EXPORT_ENV, "elapsed_s": round(time.monotonic() - started, 1)}
+                           "export_env": EXPORT_ENV,
+                           "elapsed_s": round(time.monotonic() - started, 1)}
     return results
 
 
