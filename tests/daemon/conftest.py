@@ -174,8 +174,8 @@ def daemon_settings(upstream: FakeUpstream, redis_url: str = "", **overrides: An
 
 
 @pytest.fixture
-async def start_daemon(captured: Captured, fake_upstream: FakeUpstream, redis_server: ManagedProcess,
-                       ) -> AsyncIterator[DaemonFactory]:
+async def start_daemon(captured: Captured, fake_upstream: FakeUpstream,
+                       redis_server: ManagedProcess) -> AsyncIterator[DaemonFactory]:
     """Start daemons with setting overrides; all are stopped after the test."""
     started: list[Daemon] = []
     await fake_upstream.reset()

@@ -21,7 +21,8 @@ def _by_name(spans, prefix):
 
 async def test_traceparent_becomes_the_reply_trace_with_server_genai_http_and_redis_spans(
         client, capture):
-    reply = await client.call_tool("chat", {"prompt": "hello there", "model": "kimi-k2-0905-preview"},
+    reply = await client.call_tool("chat",
+                                   {"prompt": "hello there", "model": "kimi-k2-0905-preview"},
                                    meta={"traceparent": TRACEPARENT})
     assert reply["ok"], reply
     assert reply["trace_id"] == CLIENT_TRACE
@@ -81,8 +82,8 @@ async def test_continuation_keeps_the_thread(client):
 
 
 async def test_unknown_continuation_is_continuation_not_found(client):
-    reply = await client.call_tool("chat", {"prompt": "hi",
-                                            "continuation_id": "00000000-0000-4000-8000-000000000000"})
+    reply = await client.call_tool(
+        "chat", {"prompt": "hi", "continuation_id": "00000000-0000-4000-8000-000000000000"})
     assert reply["error"]["code"] == "CONTINUATION_NOT_FOUND"
 
 
@@ -242,7 +243,8 @@ async def test_provider_limit_applies_to_the_provider_that_serves_the_call(start
             client.call_tool("chat", {"prompt": "c", "model": "glm-4.5"}))
     finally:
         await client.close()
-    outcomes = sorted((r["ok"], r.get("error", {}).get("details", {}).get("scope")) for r in replies)
+    outcomes = sorted((r["ok"], r.get("error", {}).get("details", {}).get("scope"))
+                      for r in replies)
     assert outcomes == [(False, "provider"), (True, None), (True, None)]
 
 

@@ -21,7 +21,8 @@ from .conftest import TOKEN, eventually
 
 
 async def _first_frame_then_close(url: str, payload: str | bytes | None) -> tuple[list[dict], int]:
-    """Send ``payload`` as the first frame (or nothing); return the frames seen and the close code."""
+    """Send ``payload`` as the first frame (or nothing); return the frames seen and the close
+    code."""
     frames = []
     async with connect(url) as ws:
         if payload is not None:

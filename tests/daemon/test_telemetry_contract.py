@@ -82,7 +82,8 @@ async def test_standard_metrics_with_convention_buckets(client, capture):
     assert tuple(operation.explicit_bounds) == tuple(float(b) for b in names.MCP_DURATION_BUCKETS)
     genai = metrics[names.GEN_AI_CLIENT_OPERATION_DURATION][0]
     assert tuple(genai.explicit_bounds) == tuple(float(b) for b in names.GEN_AI_DURATION_BUCKETS)
-    tokens = {p.attributes[names.GEN_AI_TOKEN_TYPE] for p in metrics[names.GEN_AI_CLIENT_TOKEN_USAGE]}
+    tokens = {p.attributes[names.GEN_AI_TOKEN_TYPE]
+              for p in metrics[names.GEN_AI_CLIENT_TOKEN_USAGE]}
     assert tokens >= {"input", "output"}
     reasons = {p.attributes[names.GEN_AI_RESPONSE_FINISH_REASONS]
                for p in metrics[names.EXAI_GEN_AI_FINISH_REASONS]}
@@ -114,13 +115,14 @@ async def test_exemplars_link_metrics_to_traces(client, capture):
 
 
 async def test_log_records_carry_the_trace_and_span_ids(client, capture):
-    reply = await client.call_tool("chat", {"prompt": "log me",
-                                            "continuation_id": "00000000-0000-4000-8000-00000000abcd"})
+    reply = await client.call_tool(
+        "chat", {"prompt": "log me", "continuation_id": "00000000-0000-4000-8000-00000000abcd"})
     assert reply["error"]["code"] == "CONTINUATION_NOT_FOUND"
 
     def records():
         return [r for r in capture.logs()
-                if r.log_record.trace_id and format(r.log_record.trace_id, "032x") == reply["trace_id"]]
+                if r.log_record.trace_id
+                and format(r.log_record.trace_id, "032x") == reply["trace_id"]]
     found = await eventually(records)
     assert found[0].log_record.span_id
     assert found[0].resource.attributes["service.name"] == "exai-daemon"

@@ -90,7 +90,8 @@ async def test_sigterm_cancels_calls_in_flight_and_flushes_spans(daemon, fake_ll
     await bridge.initialize()
     await bridge.send({"id": 2, "method": "tools/call", "params": {
         "name": "chat", "arguments": {"prompt": "slow"},
-        "_meta": {"progressToken": "p1", "traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01"}}})
+        "_meta": {"progressToken": "p1",
+                  "traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01"}}})
     progress = await bridge.until(lambda m: m.get("method") == "notifications/progress")
     assert progress["params"]["progressToken"] == "p1"
 

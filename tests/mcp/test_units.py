@@ -131,7 +131,8 @@ async def test_progress_is_relayed_in_order_and_chunks_can_be_skipped():
         sent.clear()
         relay = ProgressRelay(report, forward_chunks)
         relay.start()
-        for frame in ({"op": "progress", "message": "calling"}, {"op": "stream_chunk", "chunk": "a"},
+        for frame in ({"op": "progress", "message": "calling"},
+                      {"op": "stream_chunk", "chunk": "a"},
                       {"op": "stream_chunk", "chunk": "b"}, {"op": "pong"}):
             relay.push(frame)
         await relay.finish()
