@@ -54,8 +54,8 @@ class Archive:
     configured = True
 
     def __init__(self, url: str, key: str, *, outbox: Outbox,
-                 telemetry: SupabaseTelemetry,
-                 history_limit: int = DEFAULT_HISTORY_LIMIT, request_timeout_secs: float, backoff_base_secs: float, backoff_max_secs: float,
+                 telemetry: SupabaseTelemetry, history_limit: int = DEFAULT_HISTORY_LIMIT,
+                 request_timeout_secs: float, backoff_base_secs: float, backoff_max_secs: float,
                  idle_poll_secs: float, stale_backlog_secs: float, tracer_provider: Any = None,
                  meter_provider: Any = None) -> None:
         self._url = url

@@ -1,9 +1,10 @@
-"""The two providers, the HTTP client they share, and which model goes where.
+"""The providers of the table, the HTTP client they share, and which model goes where.
 
-Routing (the contract's rule, from ``table.PROVIDERS``): ``kimi-*`` and ``moonshot-*`` go to Kimi,
-``glm-*`` to GLM, matched case-insensitively. ``None``, ``""`` and ``"auto"`` mean ``DEFAULT_MODEL``. Any other name is *not*
-an error: it is replaced by ``DEFAULT_MODEL`` (old clients send names this daemon never served),
-and ``resolve`` returns the model actually used so the caller can report it.
+Routing (the contract's rule, from ``table.PROVIDERS``): ``kimi-*`` and ``moonshot-*`` go to
+Kimi, ``glm-*`` to GLM, matched case-insensitively. ``None``, ``""`` and ``"auto"`` mean
+``DEFAULT_MODEL``. Any other name is *not* an error: it is replaced by ``DEFAULT_MODEL`` (old
+clients send names this daemon never served), and ``resolve`` returns the model actually used so
+the caller can report it.
 
 Tracing of the HTTP calls: production instruments httpx globally
 (``HTTPXClientInstrumentor().instrument()``), which covers the client created here; tests may
