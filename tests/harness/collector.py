@@ -38,7 +38,8 @@ FAST_ENV: dict[str, str] = {
 
 @functools.cache
 def collector_binary() -> str:
-    """Path of the built collector: $EXAI_OTELCOL_BIN, else whatever build.sh prints (cached build)."""
+    """Path of the built collector: $EXAI_OTELCOL_BIN, else whatever build.sh prints (cached
+    build)."""
     explicit = os.environ.get("EXAI_OTELCOL_BIN")
     if explicit:
         if not os.access(explicit, os.X_OK):
@@ -110,7 +111,8 @@ def main_collector(
     workdir: Path, *, tempo_grpc: str, loki_http: str, remote_write_url: str,
     extra_env: dict[str, str] | None = None, telemetry_port: int | None = None,
 ) -> Collector:
-    """A collector running collector-config/config.yaml on fresh loopback ports; call ``proc.start()``.
+    """A collector running collector-config/config.yaml on fresh loopback ports; call
+    ``proc.start()``.
 
     ``telemetry_port`` lets a caller that must name the self-metrics target first (Prometheus's
     file_sd targets) choose it.
@@ -135,7 +137,8 @@ def main_collector(
 
 @dataclass
 class StandIn:
-    """Tempo/Loki stand-in: the built collector receiving OTLP and writing it to JSON-lines files."""
+    """Tempo/Loki stand-in: the built collector receiving OTLP and writing it to JSON-lines
+    files."""
 
     workdir: Path
     grpc_port: int

@@ -37,7 +37,8 @@ def find_pg_bin() -> Path:
     if on_path:
         candidates.append(str(Path(on_path).parent))
     for candidate in candidates:
-        if candidate and (Path(candidate) / "initdb").is_file() and (Path(candidate) / "postgres").is_file():
+        if (candidate and (Path(candidate) / "initdb").is_file()
+                and (Path(candidate) / "postgres").is_file()):
             return Path(candidate)
     raise RuntimeError(INSTALL_HINT)
 
@@ -49,11 +50,13 @@ def _run_as() -> tuple[list[str], pwd.struct_passwd | None]:
     try:
         user = pwd.getpwnam("postgres")
     except KeyError:
-        raise RuntimeError("running as root but there is no 'postgres' user: " + INSTALL_HINT) from None
+        raise RuntimeError(
+            "running as root but there is no 'postgres' user: " + INSTALL_HINT) from None
     runuser = shutil.which("runuser")
     if runuser:
         return [runuser, "-u", user.pw_name, "--"], user
-    return [shutil.which("su") or "su", user.pw_name, "-s", "/bin/sh", "-c"], user  # pragma: no cover
+    return ([shutil.which("su") or "su", user.pw_name, "-s", "/bin/sh", "-c"],  # pragma: no cover
+            user)
 
 
 def _as_user(prefix: list[str], argv: Sequence[str]) -> list[str]:
@@ -90,7 +93,8 @@ class PostgresCluster:
         result = subprocess.run(_as_user(self._prefix, argv), capture_output=True, text=True,
                                 cwd=self.root, check=False)
         if result.returncode != 0:
-            raise RuntimeError(f"initdb failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+            raise RuntimeError(
+                f"initdb failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
 
     def start(self) -> PostgresCluster:
         if not (self.data / "PG_VERSION").exists():

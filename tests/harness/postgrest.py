@@ -161,16 +161,18 @@ class PostgrestTestServer:
         if request.headers.get("apikey") != self.api_key or bearer != f"Bearer {self.api_key}":
             raise PostgrestError(401, "PGRST301", "No suitable key or wrong key type")
         if table not in self.tables:
-            raise PostgrestError(404, "PGRST205",
-                                 f"Could not find the table '{self.schema}.{table}' in the schema cache")
+            raise PostgrestError(
+                404, "PGRST205",
+                f"Could not find the table '{self.schema}.{table}' in the schema cache")
         return table
 
     async def _columns_of(self, table: str, names: list[str]) -> dict[str, str]:
         known = await self._table_columns(table)
         for name in names:
             if name not in known:
-                raise PostgrestError(400, "PGRST204",
-                                     f"Could not find the '{name}' column of '{table}' in the schema cache")
+                raise PostgrestError(
+                    400, "PGRST204",
+                    f"Could not find the '{name}' column of '{table}' in the schema cache")
         return {name: known[name] for name in names}
 
     async def _run(self, request: web.Request, handler) -> web.Response:

@@ -83,7 +83,8 @@ class ManagedProcess:
             self.stop()
             raise RuntimeError(f"{self.name} did not start; log tail:\n{self.log_tail()}") from None
         if self.process.poll() is not None:
-            raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.log_tail()}")
+            raise RuntimeError(
+                f"{self.name} exited with {self.process.returncode}:\n{self.log_tail()}")
         return self
 
     def _ready_or_dead(self) -> bool:

@@ -36,7 +36,8 @@ def _write_targets(confdir: Path, collector_metrics: str | None, alertmanager: s
 
 def prepare_config(confdir: Path, *, collector_metrics: str | None, alertmanager: str | None,
                    fast: bool) -> Path:
-    """Lay out the real config, rules and loopback targets in ``confdir``; return the config path."""
+    """Lay out the real config, rules and loopback targets in ``confdir``; return the config
+    path."""
     confdir.mkdir(parents=True, exist_ok=True)
     config = confdir / "prometheus.yml"
     if fast:

@@ -115,7 +115,8 @@ def send_logs(http_endpoint: str, service: str,
 
 
 class GaugePusher:
-    """A MeterProvider exporting every ``interval_ms`` over OTLP gRPC, with one synchronous gauge."""
+    """A MeterProvider exporting every ``interval_ms`` over OTLP gRPC, with one synchronous
+    gauge."""
 
     def __init__(self, grpc_endpoint: str, service: str, name: str, interval_ms: int = 500) -> None:
         reader = PeriodicExportingMetricReader(

@@ -26,7 +26,8 @@ def test_circuit_open_alert_reaches_the_webhook_and_resolves(stack: Stack) -> No
         in_prometheus = time.monotonic() - start
 
         def delivered(status: str) -> bool:
-            return any(s == status for _, s, _ in stack.webhook.alerts(ALERT, gen_ai_provider_name="z_ai"))
+            alerts = stack.webhook.alerts(ALERT, gen_ai_provider_name="z_ai")
+            return any(s == status for _, s, _ in alerts)
 
         wait_until(lambda: delivered("firing"), timeout=120, what=f"{ALERT} firing at the webhook",
                    interval=0.5)

@@ -17,9 +17,11 @@ def test_prometheus_scrapes_the_collector(stack: Stack) -> None:
     for exporter in ("otlp_grpc/tempo", "otlp_http/loki", "prometheus_remote_write"):
         assert prom.query(f'otelcol_exporter_queue_size{{exporter="{exporter}"}}'), exporter
     # The queue-fullness expression of CollectorQueueNearlyFull evaluates (to a low value).
-    ratio = prom.query('max by (exporter) (otelcol_exporter_queue_size / otelcol_exporter_queue_capacity)')
+    ratio = prom.query(
+        'max by (exporter) (otelcol_exporter_queue_size / otelcol_exporter_queue_capacity)')
     assert ratio and all(float(r["value"][1]) < 0.8 for r in ratio)
-    names = set(prom.series_names('{job="otel-collector",__name__=~"otelcol_(receiver|exporter)_.*"}'))
+    names = set(prom.series_names(
+        '{job="otel-collector",__name__=~"otelcol_(receiver|exporter)_.*"}'))
     print(f"\nMEASURED collector self-metric names: {sorted(names)}")
     assert any(n.startswith("otelcol_receiver_accepted_") for n in names), names
 

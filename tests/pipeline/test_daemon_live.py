@@ -98,7 +98,8 @@ async def test_client_traceparent_reaches_tempo_as_one_trace_and_loki_has_its_lo
         first = await client.call_tool("chat", {"prompt": "start a thread"})
         live.fault(500, 1)  # an error trace: tail sampling keeps every one
         reply = await client.call_tool(
-            "chat", {"prompt": "continue it", "continuation_id": first["metadata"]["continuation_id"]},
+            "chat",
+            {"prompt": "continue it", "continuation_id": first["metadata"]["continuation_id"]},
             meta={"traceparent": f"00-{trace_id}-{os.urandom(8).hex()}-01"})
     finally:
         await client.close()
@@ -119,7 +120,8 @@ async def test_client_traceparent_reaches_tempo_as_one_trace_and_loki_has_its_lo
 
     def logged() -> list[dict]:
         return [r for r in stack.loki.log_records() if r.get("traceId") == trace_id]
-    wait_until(lambda: bool(logged()), timeout=60, what="the daemon's log lines in the Loki stand-in")
+    wait_until(lambda: bool(logged()), timeout=60,
+               what="the daemon's log lines in the Loki stand-in")
     assert any("PROVIDER_ERROR" in str(r.get("body")) for r in logged())
 
 
@@ -186,7 +188,8 @@ async def test_collector_stopped_under_load_costs_clients_nothing(stack: Stack,
     daemon = psutil.Process(live.proc.process.pid)  # type: ignore[union-attr]
     client = await live.client()
     try:
-        await asyncio.gather(*(client.call_tool("chat", {"prompt": f"warm {i}"}) for i in range(50)))
+        await asyncio.gather(*(client.call_tool("chat", {"prompt": f"warm {i}"})
+                               for i in range(50)))
         rss_before = daemon.memory_info().rss
         stack.collector.proc.stop()
         try:

@@ -24,7 +24,8 @@ from tests.harness.procs import wait_until
 from .conftest import Stack
 from .telemetry import unique_service
 
-RULE_FILE = Path(__file__).resolve().parents[2] / "backends" / "prometheus" / "rules" / "exai-alerts.yml"
+RULE_FILE = (Path(__file__).resolve().parents[2]
+             / "backends" / "prometheus" / "rules" / "exai-alerts.yml")
 
 # The series the pushed instruments below must produce, as the catalogue derives them; the
 # collector's remote write (UnderscoreEscapingWithSuffixes) is the ground truth checked here.
@@ -89,6 +90,7 @@ def test_circuit_open_rule_matches_the_daemon_gauge(stack: Stack, pushed: dict[s
     assert pushed["provider"] in {r["metric"].get("gen_ai_provider_name") for r in result}
 
 
-def test_storage_fallback_rule_matches_the_daemon_gauge(stack: Stack, pushed: dict[str, str]) -> None:
+def test_storage_fallback_rule_matches_the_daemon_gauge(stack: Stack,
+                                                        pushed: dict[str, str]) -> None:
     result = stack.prometheus.query(_alert_expr("ExaiStorageFallbackActive"))
     assert pushed["service"] in {r["metric"].get("job") for r in result}

@@ -48,7 +48,8 @@ def outage(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[O
 
 
 def _arrived(outage: Outage, service: str) -> set[str]:
-    return {s["traceId"] for s in outage.tempo.spans() if s["resource"].get("service.name") == service}
+    return {s["traceId"] for s in outage.tempo.spans()
+            if s["resource"].get("service.name") == service}
 
 
 def _queue(outage: Outage) -> float:

@@ -87,7 +87,8 @@ def _delivered(tempo: StandIn, loki: StandIn, service: str) -> tuple[list[dict],
 
 
 def _wait_delivered(tempo: StandIn, loki: StandIn, service: str) -> tuple[list[dict], list[dict]]:
-    wait_until(lambda: all(len(x) >= n for x, n in zip(_delivered(tempo, loki, service), (2, 3))),
+    wait_until(lambda: all(len(x) >= n
+                           for x, n in zip(_delivered(tempo, loki, service), (2, 3), strict=True)),
                timeout=60, what=f"2 spans and 3 log records of {service} at the stand-ins")
     return _delivered(tempo, loki, service)
 
@@ -123,7 +124,8 @@ def test_secrets_and_content_never_reach_tempo_or_loki(stack: Stack) -> None:
     plain = next(r for b, r in by_body.items() if "calling upstream" in b)
     assert "****" in plain["body_value"]
     assert "http.request.header.authorization" not in plain["attrs"]
-    details = next(r for r in logs if r.get("eventName") == "gen_ai.client.inference.operation.details")
+    details = next(r for r in logs
+                   if r.get("eventName") == "gen_ai.client.inference.operation.details")
     assert not {"gen_ai.input.messages", "gen_ai.output.messages",
                 "gen_ai.system_instructions"} & set(details["attrs"])
     user_message = next(r for r in logs if r.get("eventName") == "gen_ai.user.message")
@@ -165,5 +167,6 @@ def test_keep_toggle_keeps_content_but_still_masks_secrets(
     assert "http.request.header.authorization" not in span["attrs"]
     assert PROMPT in span["attrs"]["gen_ai.input.messages"]
     assert span["attrs"]["gen_ai.system_instructions"] == SYSTEM
-    details = next(r for r in logs if r.get("eventName") == "gen_ai.client.inference.operation.details")
+    details = next(r for r in logs
+                   if r.get("eventName") == "gen_ai.client.inference.operation.details")
     assert details["attrs"]["gen_ai.output.messages"] == ANSWER

@@ -166,7 +166,8 @@ def test_loki_config_has_the_keys_loki_3_expects() -> None:
 
 
 def test_transform_scrubs_with_the_same_patterns_as_redaction() -> None:
-    """One list of secret patterns: transform/scrub must not drift from redaction's blocked_values."""
+    """One list of secret patterns: transform/scrub must not drift from redaction's
+    blocked_values."""
     config = yaml.safe_load(CONFIG.read_text())
     processors = config["processors"]
     blocked = [p.replace("$$", "$") for p in processors["redaction/content_drop"]["blocked_values"]]

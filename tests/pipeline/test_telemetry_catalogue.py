@@ -29,7 +29,8 @@ _IDENTIFIER = re.compile(r"\b[a-zA-Z_][a-zA-Z0-9_]*\b")
 
 def series_names(promql: str) -> set[str]:
     """The metric names a PromQL expression selects (``__name__`` regexes taken as literals)."""
-    found = {alternative for regex in _NAME_REGEX.findall(promql) for alternative in regex.split("|")}
+    found = {alternative for regex in _NAME_REGEX.findall(promql)
+             for alternative in regex.split("|")}
     text = _STRINGS.sub(" ", _GROUPING.sub(" ", _MATCHERS.sub(" ", promql)))
     return found | set(_IDENTIFIER.findall(text))
 
