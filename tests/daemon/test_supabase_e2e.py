@@ -48,6 +48,10 @@ def _messages(dsn: str, continuation_id: str) -> list[tuple[str, str]]:
 async def test_chat_turns_land_in_supabase_and_rebuild_a_lost_thread(start_daemon, supabase,
                                                                      pg_dsn, redis_server):
     daemon = await start_daemon(SUPABASE_URL=supabase.url, SUPABASE_SERVICE_ROLE_KEY=SERVICE_KEY)
+    shared = daemon.daemon.redis  # one client on REDIS_URL, for the threads and the outbox
+    assert shared is not None
+    assert daemon.daemon.threads._redis._client is shared  # type: ignore[union-attr]
+    assert daemon.daemon.archive.outbox.redis is shared  # type: ignore[union-attr]
     client = await daemon.client()
     try:
         first = await client.call_tool("chat", {"prompt": "archive this question"})
