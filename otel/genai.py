@@ -55,7 +55,8 @@ class UsageLike(Protocol):
 class PriceLabels(Protocol):
     """What telemetry needs of the price table: its version, and bounded model labels."""
 
-    version: str
+    @property
+    def version(self) -> str: ...
 
     def metric_model(self, model: str | None) -> str: ...
 

@@ -240,7 +240,7 @@ class Outbox:
             pipe.lpush(self.dead_key, payload)
             pipe.ltrim(self.dead_key, 0, self.dead_limit - 1)
             if raw is not None:
-                pipe.lrem(self.processing_key, 1, raw)
+                pipe.lrem(self.processing_key, 1, raw)  # type: ignore[arg-type]  # bytes work
             await self._redis(pipe.execute())
         except _REDIS_ERRORS as exc:
             self._memory_dead.appendleft(record)

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 from dataclasses import asdict, replace
-from typing import Any
+from typing import Any, cast
 
 from .. import backoff
 from .errors import ArchiveError, RejectedWrite
@@ -147,7 +147,7 @@ class DeliveryWorker:
                 await self._backoff(delay)
                 continue
             if rejected:
-                bad = [message for message, _ in rejected]
+                bad = cast("list[dict[str, Any]]", [message for message, _ in rejected])
                 await self._dead_letter(claim, replace(claim.entry, messages=bad), rejected)
             else:
                 await self.outbox.ack(claim)

@@ -77,9 +77,9 @@ def quiet_pipeline(client: Redis, transaction: bool = True) -> Pipeline:
 
 
 def _annotate_with_command_name(exception: Exception, number: int,
-                                command: Sequence[object]) -> None:
+                                command: Iterable[object]) -> None:
     """redis-py's ``Pipeline.annotate_exception``, without the arguments."""
-    name = command[0] if command else "?"
+    name = next(iter(command), "?")
     exception.args = (f"Command # {number} ({name!s}) of pipeline caused error: "
                       f"{exception.args}", *exception.args[1:])
 
@@ -156,5 +156,5 @@ def _encode(turns: Sequence[Turn]) -> list[str]:
     return [json.dumps(turn.to_dict(), ensure_ascii=False, separators=(",", ":")) for turn in turns]
 
 
-def _decode(raw: Sequence[str]) -> list[Turn]:
+def _decode(raw: Sequence[str | bytes]) -> list[Turn]:
     return [Turn.from_dict(json.loads(item)) for item in raw]

@@ -156,7 +156,7 @@ def create_thread_store(settings: Settings, instruments: Instruments,
         threads = RedisThreads(redis, settings.conversation_ttl_secs,
                                settings.max_conversation_turns, instruments.db_duration)
     store = ThreadStore(memory, threads, settings.redis_retry_secs)
-    attributes = {names.EXAI_STORAGE_BACKEND: store.configured}
+    attributes: dict[str, str] = {names.EXAI_STORAGE_BACKEND: store.configured}
     instruments.observe_gauge(names.EXAI_STORAGE_FALLBACK_ACTIVE,
                               lambda: [(float(store.fallback_active), attributes)])
     return store
