@@ -14,6 +14,8 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from otel.setup import Telemetry
+
 from . import __version__, browser_guard
 from .config import Settings
 from .health import HealthServer, build_report, providers_component, resource_readings
@@ -28,7 +30,6 @@ from .storage.threads import create_thread_store
 from .tools.base import ToolRegistry
 from .tools.chat import ChatTool
 from .tools.info import ListModelsTool, StatusTool, VersionTool
-from otel.setup import Telemetry
 
 log = logging.getLogger(__name__)
 

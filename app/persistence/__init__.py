@@ -8,9 +8,9 @@ and the facade's calls: ``start()``, ``record_turn(...)``, ``load_history(...)``
 from __future__ import annotations
 
 from .archive import Archive, DisabledArchive, build_archive
+from .errors import ArchiveError, ArchiveUnavailable, RejectedWrite
 
 create_archive = build_archive
-from .errors import ArchiveError, ArchiveUnavailable, RejectedWrite
 
 __all__ = ["Archive", "ArchiveError", "ArchiveUnavailable", "DisabledArchive", "RejectedWrite",
            "build_archive", "create_archive"]

@@ -154,12 +154,14 @@ class Archive:
         except Exception:  # noqa: BLE001 - archiving must never fail a chat
             log.exception("could not queue conversation %s for Supabase", continuation_id)
 
-    async def load_history(self, continuation_id: str, limit: int | None = None) -> list[Turn] | None:
+    async def load_history(self, continuation_id: str,
+                           limit: int | None = None) -> list[Turn] | None:
         """The newest ``limit`` turns of a thread, oldest first; None if Supabase has no such
         thread. Raises ``ArchiveUnavailable`` (an ``ArchiveError``) when Supabase cannot answer."""
         limit = self.history_limit if limit is None else limit
         if self.repository is None:
-            raise ArchiveUnavailable("the Supabase archive is not started", error_type="not_started")
+            raise ArchiveUnavailable("the Supabase archive is not started",
+                                     error_type="not_started")
         conversation_id = await self.repository.conversation_id(continuation_id)
         rows = (await self.repository.newest_messages(conversation_id, limit)
                 if conversation_id and limit > 0 else [])
@@ -193,7 +195,7 @@ class Archive:
                     self._ping = (time.time(), True, None)
                 except ArchiveError as exc:
                     self._ping = (time.time(), False, exc.summary())
-                except (TimeoutError, asyncio.TimeoutError):
+                except TimeoutError:
                     self._ping = (time.time(), False, {"code": None, "message": "ping timed out",
                                                        "hint": None, "error_type": "timeout"})
             await self.outbox.stats()
@@ -230,7 +232,7 @@ class Archive:
         if self.outbox.redis_ok is False:
             reasons.append("redis down: outbox in memory")
         if stats.oldest_age_s > self.stale_backlog_secs:
-            reasons.append("backlog older than %d s" % self.stale_backlog_secs)
+            reasons.append(f"backlog older than {int(self.stale_backlog_secs)} s")
         if worker is None or not worker.running:
             reasons.append("delivery worker not running")
         return {
@@ -271,7 +273,8 @@ class DisabledArchive:
                           turns: Sequence[Turn], metadata: Mapping[str, Any] | None = None) -> None:
         return None
 
-    async def load_history(self, continuation_id: str, limit: int | None = None) -> list[Turn] | None:
+    async def load_history(self, continuation_id: str,
+                           limit: int | None = None) -> list[Turn] | None:
         return None
 
     def health(self) -> dict[str, Any]:
@@ -281,7 +284,7 @@ class DisabledArchive:
         return self.health()
 
 
-def build_archive(settings: "Settings", instruments: "Instruments | None" = None, *,
+def build_archive(settings: Settings, instruments: Instruments | None = None, *,
                   redis: Any = None, outbox_prefix: str = DEFAULT_PREFIX,
                   tracer_provider: Any = None, meter_provider: Any = None,
                   **options: Any) -> Archive | DisabledArchive:

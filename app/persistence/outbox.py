@@ -33,7 +33,6 @@ from app.storage.redis_store import describe_error, quiet_pipeline
 from app.timestamps import utc_now_iso
 from otel.redaction import scrub
 
-
 log = logging.getLogger("exai.persistence")
 
 DEFAULT_PREFIX = "exai:supabase:outbox"
@@ -57,7 +56,7 @@ class OutboxEntry:
         return json.dumps(asdict(self), separators=(",", ":"), ensure_ascii=False)
 
     @classmethod
-    def loads(cls, raw: str | bytes) -> "OutboxEntry":
+    def loads(cls, raw: str | bytes) -> OutboxEntry:
         data = json.loads(raw)
         return cls(continuation_id=data["continuation_id"], conversation=data["conversation"],
                    messages=list(data["messages"]), id=data["id"],
@@ -184,7 +183,8 @@ class Outbox:
             log.warning("could not recover in-flight outbox writes now (%s); will retry",
                         describe_error(exc))
         if moved:
-            log.info("Supabase outbox: %d write(s) left in flight by an earlier run re-queued", moved)
+            log.info("Supabase outbox: %d write(s) left in flight by an earlier run re-queued",
+                     moved)
         return moved
 
     async def claim(self) -> Claim | None:
@@ -286,7 +286,8 @@ class Outbox:
             in_memory=len(self._memory))
         return self.last_stats
 
-    async def pending_for(self, continuation_id: str, scan_limit: int = 50_000) -> list[OutboxEntry]:
+    async def pending_for(self, continuation_id: str,
+                          scan_limit: int = 50_000) -> list[OutboxEntry]:
         """Writes of one conversation not yet in Supabase (so history can include them)."""
         found = [e for e in self._memory if e.continuation_id == continuation_id]
         if self.redis is None:

@@ -42,7 +42,7 @@ class SupabaseRepository:
     @classmethod
     async def connect(cls, url: str, key: str, telemetry: SupabaseTelemetry, *,
                       timeout_secs: float = 10.0, tracer_provider: Any = None,
-                      meter_provider: Any = None) -> "SupabaseRepository":
+                      meter_provider: Any = None) -> SupabaseRepository:
         """Build the client (no network call happens here)."""
         http = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout_secs, connect=min(timeout_secs, 5.0)),

@@ -113,6 +113,7 @@ def newest_in_order(rows: Iterable[Mapping[str, Any]], limit: int) -> list[dict[
     unique: dict[str, dict[str, Any]] = {}
     for row in rows:
         unique.setdefault(str(row.get("idempotency_key") or id(row)), dict(row))
+    oldest = datetime.min.replace(tzinfo=UTC)
     ordered = sorted(unique.values(),
-                     key=lambda r: (parse_iso(str(r.get("created_at"))) or datetime.min.replace(tzinfo=UTC)))
+                     key=lambda r: (parse_iso(str(r.get("created_at"))) or oldest))
     return ordered[-limit:] if limit > 0 else []

@@ -42,14 +42,15 @@ def link_to(carrier: dict[str, str]) -> list[Link]:
 class SupabaseTelemetry:
     """Everything the archive records; works with no instruments (then it records nothing)."""
 
-    def __init__(self, instruments: "Instruments | None" = None, supabase_url: str = "") -> None:
+    def __init__(self, instruments: Instruments | None = None, supabase_url: str = "") -> None:
         self.instruments = instruments
         self.tracer: trace.Tracer = instruments.tracer if instruments else trace.NoOpTracer()
         meter: metrics.Meter = instruments.meter if instruments else metrics.NoOpMeter("exai")
         self.meter = meter
         parts = urlsplit(supabase_url) if supabase_url else None
         self.server_address = parts.hostname if parts else None
-        self.server_port = (parts.port or (443 if parts.scheme == "https" else 80)) if parts else None
+        self.server_port = ((parts.port or (443 if parts.scheme == "https" else 80))
+                            if parts else None)
         self.duration = histogram(meter, names.OPERATION_DURATION)
         self.slow = counter(meter, names.OPERATION_SLOW)
         self.failures = counter(meter, names.OUTBOX_DELIVERY_FAILURES)
@@ -110,8 +111,9 @@ class SupabaseTelemetry:
                     span.set_attribute(names.SLOW, True)
                     self.slow.add(1, metric_attributes)
                     trace_id = format(span.get_span_context().trace_id, "032x")
-                    log.warning("slow Supabase operation: %s %s took %.3f s (over %.1f s), trace_id=%s",
-                                operation, table, elapsed, names.SLOW_OPERATION_SECS, trace_id)
+                    log.warning("slow Supabase operation: %s %s took %.3f s (over %.1f s), "
+                                "trace_id=%s", operation, table, elapsed,
+                                names.SLOW_OPERATION_SECS, trace_id)
 
     def delivery_span(self, continuation_id: str, messages: int, attempt: int,
                       trace_context: dict[str, str]) -> Any:
@@ -135,7 +137,8 @@ class SupabaseTelemetry:
         table = table_of(path.split("?", 1)[0])
         if table is None:
             return
-        method = request.method.decode() if isinstance(request.method, bytes) else str(request.method)
+        method = (request.method.decode() if isinstance(request.method, bytes)
+                  else str(request.method))
         template = f"{REST_PREFIX}{table}"
         span.update_name(f"{method} {template}")
         span.set_attribute("url.template", template)

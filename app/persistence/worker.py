@@ -105,7 +105,7 @@ class DeliveryWorker:
             return
         try:
             await asyncio.wait_for(self._wake.wait(), seconds)
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             pass
 
     async def _backoff(self, seconds: float) -> None:
@@ -155,7 +155,8 @@ class DeliveryWorker:
             self._record_success()
             return
 
-    async def deliver(self, entry: OutboxEntry) -> list[tuple[dict[str, Any] | None, RejectedWrite]]:
+    async def deliver(
+            self, entry: OutboxEntry) -> list[tuple[dict[str, Any] | None, RejectedWrite]]:
         """Write one entry; returns the messages Supabase refused (the others are written).
 
         Raises ``RejectedWrite`` when the conversation row itself is refused (its messages cannot
@@ -190,7 +191,8 @@ class DeliveryWorker:
             self.telemetry.failure(exc.error_type, "dead_letter")
             # No row values in the log: ``details`` may hold the content.
             log.error("Supabase rejected %s of conversation %s: %s %s%s; moved to the "
-                      "dead-letter list %s", "a message" if message is not None else "the conversation row",
+                      "dead-letter list %s",
+                      "a message" if message is not None else "the conversation row",
                       entry.continuation_id, exc.code, exc.message,
                       f" (hint: {exc.hint})" if exc.hint else "", self.outbox.dead_key)
         await self.outbox.dead_letter(claim, {"errors": errors, "entry": _entry_dict(entry)})

@@ -25,7 +25,10 @@ class ChatRequest:
 
 @dataclass(frozen=True)
 class Usage:
-    """Tokens of one call. ``cached_input_tokens`` is the part of ``input_tokens`` served from cache."""
+    """Tokens of one call.
+
+    ``cached_input_tokens`` is the part of ``input_tokens`` served from cache.
+    """
 
     input_tokens: int
     output_tokens: int

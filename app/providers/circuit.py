@@ -57,7 +57,10 @@ class CircuitBreaker:
         return max(self.reset_secs - (self._clock() - self._opened_at), 0.0)
 
     def try_acquire(self) -> Permit | None:
-        """Leave for a call to go to the provider now, or None. In half_open, one probe at a time."""
+        """Leave for a call to go to the provider now, or None.
+
+        In half_open, one probe at a time.
+        """
         state = self.state
         if state == "closed":
             return Permit()

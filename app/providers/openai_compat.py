@@ -88,7 +88,8 @@ class Provider:
         self._server_port = url.port or (443 if url.scheme == "https" else 80)
 
     def __repr__(self) -> str:
-        return f"Provider(key={self.key!r}, base_url={self.base_url!r}, configured={self.configured})"
+        return (f"Provider(key={self.key!r}, base_url={self.base_url!r}, "
+                f"configured={self.configured})")
 
     @property
     def key(self) -> str:

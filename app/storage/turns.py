@@ -22,7 +22,7 @@ class Turn:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, str]) -> "Turn":
+    def from_dict(cls, data: dict[str, str]) -> Turn:
         return cls(role=data["role"], content=data["content"],  # type: ignore[arg-type]
                    created_at=data.get("created_at") or utc_now_iso())
 

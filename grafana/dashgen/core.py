@@ -140,7 +140,8 @@ def logs(title: str, target: Json, *, description: str = "", width: int = 24,
         "type": "logs", "title": title, "description": description,
         "datasource": target["datasource"], "targets": _with_refs([target]),
         "options": {"showTime": True, "wrapLogMessage": True, "enableLogDetails": True,
-                    "sortOrder": "Descending", "dedupStrategy": "none", "prettifyLogMessage": False},
+                    "sortOrder": "Descending", "dedupStrategy": "none",
+                    "prettifyLogMessage": False},
     }, width, height)
 
 

@@ -4,8 +4,18 @@ correlation_id and see the whole request, its spans and its log lines, on one pa
 from __future__ import annotations
 
 from . import names as n
-from .core import (Json, dashboard, dashboard_links, logs, loki, table, tempo, text,
-                   text_variable, traces)
+from .core import (
+    Json,
+    dashboard,
+    dashboard_links,
+    logs,
+    loki,
+    table,
+    tempo,
+    text,
+    text_variable,
+    traces,
+)
 
 UID = "exai-find-request"
 

@@ -65,7 +65,7 @@ PROCESS_MEMORY = prometheus_name(otel.PROCESS_MEMORY_USAGE)
 PROCESS_FDS = prometheus_name(otel.PROCESS_OPEN_FILE_DESCRIPTOR_COUNT)
 PROCESS_THREADS = prometheus_name(otel.PROCESS_THREAD_COUNT)
 
-# --- collector self-metrics (scraped from :8888) ---------------------------------------------------
+# --- collector self-metrics (scraped from :8888) -------------------------------------------------
 SIGNALS = {"spans": "Spans", "metric_points": "Metric points", "log_records": "Log records"}
 RECEIVER_ACCEPTED = "otelcol_receiver_accepted_{signal}"
 RECEIVER_REFUSED = "otelcol_receiver_refused_{signal}"
@@ -78,7 +78,7 @@ TAIL_SAMPLING = "otelcol_processor_tail_sampling_count_traces_sampled"
 COLLECTOR_CPU = "otelcol_process_cpu_seconds"
 COLLECTOR_RSS = "otelcol_process_memory_rss"
 
-# --- logs and traces --------------------------------------------------------------------------------
+# --- logs and traces ------------------------------------------------------------------------------
 LOG_STREAM = '{service_name="exai-daemon"}'
 
 # Providers as the daemon names them (gen_ai.provider.name), for the per-component cards.

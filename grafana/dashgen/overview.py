@@ -3,8 +3,23 @@
 from __future__ import annotations
 
 from . import names as n
-from .core import (RATE, Json, Panel, alert_list, dashboard, dashboard_links, label_variable,
-                   logs, loki, or_zero, prom, row, stat, timeseries, unit_override)
+from .core import (
+    RATE,
+    Json,
+    Panel,
+    alert_list,
+    dashboard,
+    dashboard_links,
+    label_variable,
+    logs,
+    loki,
+    or_zero,
+    prom,
+    row,
+    stat,
+    timeseries,
+    unit_override,
+)
 
 UID = "exai-overview"
 

@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 from . import names as n
-from .core import (RATE, Json, Panel, dashboard, dashboard_links, or_zero, prom, row, stat,
-                   timeseries)
+from .core import (
+    RATE,
+    Json,
+    Panel,
+    dashboard,
+    dashboard_links,
+    or_zero,
+    prom,
+    row,
+    stat,
+    timeseries,
+)
 
 UID = "exai-pipeline"
 
@@ -12,7 +22,7 @@ UID = "exai-pipeline"
 def flow() -> list[Panel]:
     panels: list[Panel] = [row("Through the collector")]
     for signal, label in n.SIGNALS.items():
-        def rate(template: str, by: str = "") -> str:
+        def rate(template: str, by: str = "", signal: str = signal) -> str:
             grouping = f" by ({by})" if by else ""
             return f"sum{grouping} (rate({template.format(signal=signal)}[{RATE}]))"
 

@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 from . import names as n
-from .core import (RATE, Json, Panel, dashboard, dashboard_links, or_zero, prom, row, stat,
-                   timeseries)
+from .core import (
+    RATE,
+    Json,
+    Panel,
+    dashboard,
+    dashboard_links,
+    or_zero,
+    prom,
+    row,
+    stat,
+    timeseries,
+)
 
 UID = "exai-storage"
 

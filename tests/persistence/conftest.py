@@ -16,10 +16,10 @@ import pytest
 from app.config import Settings
 from app.persistence import Archive, build_archive
 from app.storage.redis_client import create_redis_client
-from tests.harness.postgres import PostgresCluster, apply_migrations
-from tests.harness.postgrest import PostgrestTestServer
 from tests.harness.otel_capture import InMemoryTelemetry as Telemetry
 from tests.harness.otel_capture import in_memory_telemetry
+from tests.harness.postgres import PostgresCluster, apply_migrations
+from tests.harness.postgrest import PostgrestTestServer
 from tests.harness.procs import ManagedProcess
 from tests.harness.redis_server import redis_process
 

@@ -13,8 +13,7 @@ import psycopg
 import pytest
 
 from app.config import Settings
-from app.persistence import ArchiveUnavailable, DisabledArchive, build_archive
-from app.persistence import names
+from app.persistence import ArchiveUnavailable, DisabledArchive, build_archive, names
 from app.storage.turns import Turn
 from tests.harness.postgrest import PostgrestTestServer
 

@@ -40,7 +40,8 @@ async def test_upserts_are_idempotent(repo: SupabaseRepository, db: psycopg.Conn
     for _ in range(3):
         await repo.upsert_messages(rows)
     assert db.execute("select count(*) from messages").fetchone()[0] == 2
-    assert db.execute("select count(*), max(metadata->>'a') from conversations").fetchone() == (1, "2")
+    assert db.execute(
+        "select count(*), max(metadata->>'a') from conversations").fetchone() == (1, "2")
 
 
 async def test_newest_messages_reads_the_newest_n(repo: SupabaseRepository) -> None:
@@ -111,8 +112,9 @@ async def test_test_server_maps_unique_violations_to_409(server: PostgrestTestSe
     from supabase import AsyncClientOptions, acreate_client
 
     http = httpx.AsyncClient()
-    client = await acreate_client(server.url, FAKE_SERVICE_ROLE_KEY,
-                                  AsyncClientOptions(httpx_client=http, postgrest_client_retry=False))
+    client = await acreate_client(
+        server.url, FAKE_SERVICE_ROLE_KEY,
+        AsyncClientOptions(httpx_client=http, postgrest_client_retry=False))
     await client.table("conversations").insert({"continuation_id": "dup"}).execute()
     with pytest.raises(Exception) as info:
         await client.table("conversations").insert({"continuation_id": "dup"}).execute()

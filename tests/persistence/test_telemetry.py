@@ -9,7 +9,7 @@ import pytest
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.trace import SpanKind
 
-from app.persistence import names
+from app.persistence import ArchiveUnavailable, names
 from app.storage.turns import Turn
 from tests.harness.postgrest import PostgrestTestServer
 
@@ -70,7 +70,7 @@ async def test_failures_carry_error_type_and_slow_calls_stand_out(
     caplog.set_level(logging.WARNING, logger="exai.persistence")
     archive = await make_archive(redis_client)
     server.fail_status = 503
-    with pytest.raises(Exception):
+    with pytest.raises(ArchiveUnavailable):
         await archive.load_history("conv-1", 5)
     server.fail_status = None
     server.delay = 0.6

@@ -69,7 +69,8 @@ async def test_non_streaming_kimi_chat_with_cached_tokens_and_cost(
 
     [(dattrs, duration)] = telemetry.labelled_points(names.GEN_AI_CLIENT_OPERATION_DURATION)
     assert duration.count == 1
-    assert dattrs == {names.GEN_AI_OPERATION_NAME: "chat", names.GEN_AI_PROVIDER_NAME: "moonshot_ai",
+    assert dattrs == {names.GEN_AI_OPERATION_NAME: "chat",
+                      names.GEN_AI_PROVIDER_NAME: "moonshot_ai",
                       names.GEN_AI_REQUEST_MODEL: model, names.GEN_AI_RESPONSE_MODEL: model}
     tokens = {a[names.GEN_AI_TOKEN_TYPE]: p.sum
               for a, p in telemetry.labelled_points(names.GEN_AI_CLIENT_TOKEN_USAGE)}
@@ -240,13 +241,15 @@ async def test_client_errors_are_not_retried_and_do_not_trip_the_circuit(
     assert provider.circuit_state == "closed"
 
 
-async def test_connect_errors_are_retried_then_reported(telemetry: Telemetry, make_registry) -> None:
+async def test_connect_errors_are_retried_then_reported(telemetry: Telemetry,
+                                                        make_registry) -> None:
     sleep = SleepRecorder()
     registry = make_registry(settings_for(None), sleep=sleep)  # nothing listens on port 9
     provider, model = registry.resolve("glm-4.5")
     with pytest.raises(ProviderError) as caught:
         await provider.chat(_request(model))
-    assert (caught.value.code, caught.value.error_type) == (ErrorCode.PROVIDER_ERROR, "connect_error")
+    assert (caught.value.code, caught.value.error_type) == (ErrorCode.PROVIDER_ERROR,
+                                                            "connect_error")
     assert len(sleep.calls) == 2
     assert telemetry.genai_spans()[0].attributes[names.ERROR_TYPE] == "connect_error"
 
@@ -283,7 +286,8 @@ async def test_no_api_key_is_provider_unavailable_without_calling_upstream(
     assert provider.configured is False
     with pytest.raises(ProviderError) as caught:
         await provider.chat(_request(model))
-    assert (caught.value.code, caught.value.error_type) == (ErrorCode.PROVIDER_UNAVAILABLE, "no_api_key")
+    assert (caught.value.code, caught.value.error_type) == (ErrorCode.PROVIDER_UNAVAILABLE,
+                                                            "no_api_key")
     assert (await fake.stats())["received"] == 0
     [span] = telemetry.genai_spans()
     assert span.attributes[names.ERROR_TYPE] == "no_api_key"
@@ -315,7 +319,8 @@ async def test_repeated_500s_open_the_circuit_then_half_open_recovery(
 
     with pytest.raises(ProviderError) as caught:
         await provider.chat(_request(model))
-    assert (caught.value.code, caught.value.error_type) == (ErrorCode.PROVIDER_UNAVAILABLE, "circuit_open")
+    assert (caught.value.code, caught.value.error_type) == (ErrorCode.PROVIDER_UNAVAILABLE,
+                                                            "circuit_open")
     assert caught.value.retry_after == pytest.approx(30)
     assert (await fake.stats())["received"] == 2  # the upstream was not called
     kimi, _ = registry.resolve("kimi-latest")
@@ -424,7 +429,7 @@ async def test_httpx_span_is_a_child_of_the_genai_span(
     http_spans = [s for s in telemetry.finished() if s.kind is SpanKind.CLIENT
                   and not s.name.startswith("chat ")]
     assert len(genai_spans) == 2 and len(http_spans) == 2
-    for genai_span, http_span in zip(genai_spans, http_spans):
+    for genai_span, http_span in zip(genai_spans, http_spans, strict=True):
         assert http_span.parent is not None
         assert http_span.parent.span_id == genai_span.context.span_id
         assert http_span.context.trace_id == genai_span.context.trace_id

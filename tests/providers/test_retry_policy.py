@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import pytest
 
-from app.providers.retry import (RetryPolicy, backoff_delay, is_retryable_status,
-                                 parse_retry_after, retry_delay)
+from app.providers.retry import (
+    RetryPolicy,
+    backoff_delay,
+    is_retryable_status,
+    parse_retry_after,
+    retry_delay,
+)
 
 POLICY = RetryPolicy(max_retries=3, base_secs=0.5, max_secs=4.0)
 
@@ -21,7 +26,7 @@ def test_retryable_statuses(status: int, retry: bool) -> None:
 
 
 def test_retry_after_seconds_and_http_date() -> None:
-    now = datetime(2026, 11, 29, 7, 0, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 29, 7, 0, 0, tzinfo=UTC)
     assert parse_retry_after("3") == 3.0
     assert parse_retry_after(" 1.5 ") == 1.5
     assert parse_retry_after(format_datetime(now + timedelta(seconds=7), usegmt=True), now) == 7.0

@@ -47,9 +47,11 @@ def test_accumulator_keeps_text_and_last_metadata() -> None:
     acc = sse.StreamAccumulator()
     for data in ('{"id":"x","model":"m","choices":[{"delta":{"role":"assistant","content":""}}]}',
                  '{"id":"x","model":"m","choices":[{"delta":{"content":"Hel"}}]}',
-                 '{"id":"x","model":"m","choices":[{"delta":{"content":"lo"},"finish_reason":"length"}]}'):
+                 '{"id":"x","model":"m","choices":[{"delta":{"content":"lo"},'
+                 '"finish_reason":"length"}]}'):
         acc.add(sse.parse_chunk(data))
-    assert (acc.text, acc.finish_reason, acc.response_id, acc.model) == ("Hello", "length", "x", "m")
+    assert (acc.text, acc.finish_reason, acc.response_id, acc.model) == (
+        "Hello", "length", "x", "m")
     assert acc.usage is None and acc.complete
 
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from app.storage.redis_client import (CONNECT_TIMEOUT_SECS, SOCKET_TIMEOUT_SECS,
-                                      create_redis_client, redis_password)
+from app.storage.redis_client import (
+    CONNECT_TIMEOUT_SECS,
+    SOCKET_TIMEOUT_SECS,
+    create_redis_client,
+    redis_password,
+)
 
 
 def test_no_url_means_no_client() -> None:
