@@ -306,7 +306,7 @@ def parse_hello_ack(frame: dict[str, Any]) -> HelloAck:
     ok = frame.get("op") == "hello_ack" and frame.get("ok") is True and isinstance(
         session_id, str) and bool(session_id)
     error = frame.get("error")
-    return HelloAck(ok=ok, session_id=session_id if ok else "",
+    return HelloAck(ok=ok, session_id=session_id if ok and isinstance(session_id, str) else "",
                     server=_dict(frame.get("server")),
                     error=None if ok else str(error if error is not None else "invalid_reply"))
 

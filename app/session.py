@@ -15,6 +15,7 @@ nothing to do closes after the idle timeout.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -162,7 +163,7 @@ class Session:
                 self._track(task)
             else:
                 self._calls[request.request_id] = task
-                task.add_done_callback(lambda _t, rid=request.request_id: self._forget(rid, _t))
+                task.add_done_callback(functools.partial(self._forget, request.request_id))
 
     async def _handle_inline(self, message: str | bytes) -> None:
         """Past the pending bounds, answer in the read loop itself: a call is refused with
@@ -296,9 +297,9 @@ class Session:
         except ToolError as error:
             return self._failure(span, request.request_id, error, trace_id), error.error_type
         except ClientCancelled:
-            error = ToolError(ErrorCode.CANCELLED, "cancelled by the client",
-                              error_type="cancelled")
-            return self._failure(span, request.request_id, error, trace_id), error.error_type
+            cancelled = ToolError(ErrorCode.CANCELLED, "cancelled by the client",
+                                  error_type="cancelled")
+            return self._failure(span, request.request_id, cancelled, trace_id), "cancelled"
         except asyncio.CancelledError:
             # The connection closed or the daemon is stopping: nobody is left to answer.
             span.set_attribute(names.ERROR_TYPE, "client_disconnected")

@@ -30,7 +30,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, cast
 
 from opentelemetry import _logs, metrics, trace
 from opentelemetry.sdk._logs import LoggerProvider
@@ -269,8 +269,15 @@ def _dropped(batching: Batching | None, lost: dict[ExportTally, int]) -> int:
     return 0 if batching is None else batching.queued() + lost[batching.tally]
 
 
-def _millis_left(deadline: float) -> float:
-    return max(0.0, (deadline - time.monotonic()) * 1000)
+def _shut(provider: object, **options: int) -> None:
+    """Shut an SDK provider down (the API's no-op providers have nothing to shut)."""
+    shutdown = getattr(provider, "shutdown", None)
+    if shutdown is not None:
+        shutdown(**options)
+
+
+def _millis_left(deadline: float) -> int:
+    return int(max(0.0, (deadline - time.monotonic()) * 1000))
 
 
 def run_until(deadline: float, jobs: dict[str, Callable[[], object]]) -> set[str]:
@@ -319,8 +326,8 @@ class Telemetry:
         ``timeout_secs`` (the exports left running are not waited for)."""
         providers = {"traces": self.tracer_provider, "metrics": self.meter_provider,
                      "logs": self.logger_provider}
-        jobs = {name: provider.force_flush for name, provider in providers.items()
-                if hasattr(provider, "force_flush")}
+        jobs = {name: flush for name, provider in providers.items()
+                if (flush := getattr(provider, "force_flush", None)) is not None}
         return not run_until(time.monotonic() + timeout_secs, jobs)
 
     def uninstrument(self) -> None:
@@ -348,7 +355,8 @@ class Telemetry:
             seconds=time.monotonic() - started,
             dropped_spans=_dropped(self._span_batching, lost),
             dropped_log_records=_dropped(self._log_batching, lost),
-            metrics_flushed="metrics" not in unfinished and lost.get(self._metric_tally, 0) == 0,
+            metrics_flushed="metrics" not in unfinished
+            and (self._metric_tally is None or lost.get(self._metric_tally, 0) == 0),
             timed_out=bool(unfinished) or any(tally.in_flight for tally in lost),
         )
         return self._outcome
@@ -362,15 +370,15 @@ class Telemetry:
         def traces() -> None:
             if self._span_batching is not None:
                 self._span_batching.shutdown_by(deadline)
-            self.tracer_provider.shutdown()
+            _shut(self.tracer_provider)
 
         def logs() -> None:
             if self._log_batching is not None:
                 self._log_batching.shutdown_by(deadline)
-            self.logger_provider.shutdown()
+            _shut(self.logger_provider)
 
         def metrics_() -> None:
-            self.meter_provider.shutdown(timeout_millis=_millis_left(deadline))
+            _shut(self.meter_provider, timeout_millis=_millis_left(deadline))
 
         return {"traces": traces, "metrics": metrics_, "logs": logs}
 
@@ -408,10 +416,12 @@ def configure_telemetry(
         )
 
     resource = build_resource(version)
-    span_batching = log_batching = metric_tally = None
+    span_batching: Batching | None = None
+    log_batching: Batching | None = None
+    metric_tally: ExportTally | None = None
     if span_processors is None:
         span_batching = _batching(BatchSpanProcessor, _span_exporter(), SpanExportResult)
-        span_processors = [span_batching.processor]
+        span_processors = [cast(BatchSpanProcessor, span_batching.processor)]
     tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False)
     for processor in span_processors:
         tracer_provider.add_span_processor(processor)
@@ -426,10 +436,10 @@ def configure_telemetry(
     if log_processors is None:
         log_batching = _batching(BatchLogRecordProcessor, log_exporter or _log_exporter(),
                                  LogRecordExportResult)
-        log_processors = [log_batching.processor]  # type: ignore[list-item]
+        log_processors = [cast(BatchLogRecordProcessor, log_batching.processor)]
     logger_provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
-    for processor in log_processors:
-        logger_provider.add_log_record_processor(processor)
+    for log_processor in log_processors:
+        logger_provider.add_log_record_processor(log_processor)
 
     trace.set_tracer_provider(tracer_provider)
     metrics.set_meter_provider(meter_provider)

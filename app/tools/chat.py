@@ -93,7 +93,7 @@ class ChatTool:
                             details={"retry_after": exc.retry_after, "scope": "provider"},
                             error_type="over_capacity") from None
         except ProviderError as exc:
-            details = {"provider": provider.key, "error_type": exc.error_type}
+            details: dict[str, Any] = {"provider": provider.key, "error_type": exc.error_type}
             if exc.retry_after is not None:
                 details["retry_after"] = exc.retry_after
             raise ToolError(exc.code, str(exc), details=details,
