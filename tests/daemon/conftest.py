@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import pytest
 from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
@@ -30,8 +29,8 @@ from app.fake_llm import FakeLLMConfig, start_fake_llm
 from otel.logs import configure_logging
 from otel.setup import Telemetry, configure_telemetry
 from tests.harness.exai_process import FAKE_KEY, TOKEN, spawn_fake_llm
+from tests.harness.fake_upstream import FakeUpstreamControl
 from tests.harness.procs import ManagedProcess
-from tests.harness.redis_server import redis_process
 
 
 @dataclass
@@ -108,35 +107,12 @@ def fake_llm_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Manag
     proc.stop()
 
 
-@pytest.fixture(scope="package")
-def redis_server(tmp_path_factory: pytest.TempPathFactory):
-    proc = redis_process(tmp_path_factory.mktemp("redis")).start()
-    yield proc
-    proc.stop()
+class FakeUpstream(FakeUpstreamControl):
+    """The in-process fake upstream's control API, and its ``port``."""
 
-
-@dataclass
-class FakeUpstream:
-    url: str
-    port: int
-
-    async def control(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        async with httpx.AsyncClient() as client:
-            if body is None:
-                response = await client.get(f"{self.url}/_fake/{path}")
-            else:
-                response = await client.post(f"{self.url}/_fake/{path}", json=body)
-            response.raise_for_status()
-            return response.json()
-
-    async def stats(self) -> dict[str, Any]:
-        return await self.control("stats")
-
-    async def reset(self) -> None:
-        await self.control("reset", {})
-        await self.control("config", {"latency_ms": 0, "ttft_ms": 0, "chunk_delay_ms": 0,
-                                      "error_rate": 0, "answer_bytes": 0,
-                                      "raw_separator_text": False})
+    def __init__(self, url: str, port: int) -> None:
+        super().__init__(url)
+        self.port = port
 
 
 @pytest.fixture(scope="package")
@@ -178,7 +154,7 @@ async def start_daemon(captured: Captured, fake_upstream: FakeUpstream,
                        redis_server: ManagedProcess) -> AsyncIterator[DaemonFactory]:
     """Start daemons with setting overrides; all are stopped after the test."""
     started: list[Daemon] = []
-    await fake_upstream.reset()
+    await fake_upstream.areset(quiet=True)
 
     async def start(use_redis: bool = True, **overrides: Any) -> RunningDaemon:
         redis_url = redis_server.url if use_redis else ""  # type: ignore[attr-defined]

@@ -139,7 +139,7 @@ async def test_an_idle_session_is_closed_with_4004(start_daemon, capture):
 
 async def test_a_session_with_a_call_running_is_not_idle(start_daemon, fake_upstream):
     daemon = await start_daemon(EXAI_WS_IDLE_TIMEOUT_SECS=0.3)
-    await fake_upstream.control("config", {"latency_ms": 1200})
+    await fake_upstream.aconfig(latency_ms=1200)
     client = await daemon.client()
     try:
         reply = await client.call_tool("chat", {"prompt": "a slow one"}, timeout=10)

@@ -118,10 +118,10 @@ async def test_streaming_sends_chunks_then_the_result(client, capture):
 
 
 async def test_cancel_really_cancels_the_provider_call(client, fake_upstream, capture):
-    await fake_upstream.control("config", {"ttft_ms": 50, "chunk_delay_ms": 300})
+    await fake_upstream.aconfig(ttft_ms=50, chunk_delay_ms=300)
     call = asyncio.create_task(client.call_tool("chat", {"prompt": "long", "stream": True},
                                                 request_id="to-cancel"))
-    await eventually(lambda: fake_upstream.stats(), timeout=5)
+    await eventually(lambda: fake_upstream.astats(), timeout=5)
     await asyncio.sleep(0.3)
     ack = await client.cancel("to-cancel")
     assert ack == {**ack, "op": "cancelled", "request_id": "to-cancel", "ok": True}
@@ -136,7 +136,7 @@ async def test_cancel_really_cancels_the_provider_call(client, fake_upstream, ca
 
 
 async def _aborted(upstream):
-    stats = await upstream.stats()
+    stats = await upstream.astats()
     return stats if stats["streams_aborted"] >= 1 else None
 
 
@@ -147,7 +147,7 @@ async def test_cancel_of_unknown_call_says_so(client):
 
 async def test_tool_timeout_cancels_the_provider_call(start_daemon, fake_upstream):
     daemon = await start_daemon(EXAI_TOOL_TIMEOUT_SECS=0.5)
-    await fake_upstream.control("config", {"latency_ms": 3000})
+    await fake_upstream.aconfig(latency_ms=3000)
     client = await daemon.client()
     try:
         reply = await client.call_tool("chat", {"prompt": "too slow"})
@@ -158,28 +158,28 @@ async def test_tool_timeout_cancels_the_provider_call(start_daemon, fake_upstrea
 
 
 async def test_provider_429_with_retry_after_then_success(client, fake_upstream, capture):
-    await fake_upstream.control("faults", {"status": 429, "count": 1, "retry_after": 0.2})
+    await fake_upstream.afaults(status=429, count=1, retry_after=0.2)
     reply = await client.call_tool("chat", {"prompt": "retry me"})
     assert reply["ok"], reply
     assert reply["metadata"]["latency_ms"] >= 200
-    stats = await fake_upstream.stats()
+    stats = await fake_upstream.astats()
     assert stats["received"] == 2
 
 
 async def test_provider_500s_open_the_circuit(start_daemon, fake_upstream):
     daemon = await start_daemon(EXAI_PROVIDER_MAX_RETRIES=0, EXAI_CIRCUIT_FAILURE_THRESHOLD=3,
                                 EXAI_CIRCUIT_RESET_SECS=60)
-    await fake_upstream.control("faults", {"status": 500, "count": 3})
+    await fake_upstream.afaults(status=500, count=3)
     client = await daemon.client()
     try:
         for _ in range(3):
             reply = await client.call_tool("chat", {"prompt": "fail", "model": "glm-4.5"})
             assert reply["error"]["code"] == "PROVIDER_ERROR"
-        received = (await fake_upstream.stats())["received"]
+        received = (await fake_upstream.astats())["received"]
         reply = await client.call_tool("chat", {"prompt": "fail fast", "model": "glm-4.5"})
         assert reply["error"]["code"] == "PROVIDER_UNAVAILABLE"
         assert reply["error"]["details"]["error_type"] == "circuit_open"
-        assert (await fake_upstream.stats())["received"] == received
+        assert (await fake_upstream.astats())["received"] == received
         # Kimi has its own circuit and still answers
         assert (await client.call_tool("chat", {"prompt": "hi", "model": "kimi-latest"}))["ok"]
     finally:
@@ -191,7 +191,7 @@ async def test_provider_500s_open_the_circuit(start_daemon, fake_upstream):
 
 async def test_stream_with_early_client_disconnect_ends_the_span_with_an_error(
         running, fake_upstream, capture):
-    await fake_upstream.control("config", {"chunk_delay_ms": 300})
+    await fake_upstream.aconfig(chunk_delay_ms=300)
     client = await running.client()
     seen = asyncio.Event()
 
@@ -234,7 +234,7 @@ async def test_session_rate_limit_answers_over_capacity_with_retry_after(start_d
 async def test_provider_limit_applies_to_the_provider_that_serves_the_call(start_daemon,
                                                                           fake_upstream):
     daemon = await start_daemon(EXAI_KIMI_MAX_INFLIGHT=1, EXAI_SLOT_WAIT_SECS=0.2)
-    await fake_upstream.control("config", {"latency_ms": 600})
+    await fake_upstream.aconfig(latency_ms=600)
     client = await daemon.client()
     try:
         replies = await asyncio.gather(
@@ -250,7 +250,7 @@ async def test_provider_limit_applies_to_the_provider_that_serves_the_call(start
 
 async def test_session_limit_bounds_waiting(start_daemon, fake_upstream):
     daemon = await start_daemon(EXAI_WS_SESSION_MAX_INFLIGHT=1, EXAI_SLOT_WAIT_SECS=0.2)
-    await fake_upstream.control("config", {"latency_ms": 600})
+    await fake_upstream.aconfig(latency_ms=600)
     client = await daemon.client()
     try:
         replies = await asyncio.gather(client.call_tool("chat", {"prompt": "a"}),

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psutil
 import pytest
 
 from app.client import DaemonClient
 from app.fake_llm import answer_for, content_pieces
 from tests.harness.exai_process import spawn_daemon, spawn_fake_llm
+from tests.harness.fake_upstream import FakeUpstreamControl
 from tests.harness.procs import ManagedProcess, free_port
 
 TOKEN = "hostile-upstream-test-token"
@@ -31,15 +31,10 @@ CALLS = 6
 RSS_GROWTH_BOUND = 64 * MIB  # the cap is 8 MiB: a few answers' worth of buffers, not 6 x 100 MB
 
 
-@dataclass
-class Fake:
-    port: int
-
-    def control(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        url = f"http://127.0.0.1:{self.port}/_fake/{path}"
-        response = httpx.post(url, json=body) if body is not None else httpx.get(url)
-        response.raise_for_status()
-        return response.json()
+class Fake(FakeUpstreamControl):
+    def __init__(self, port: int) -> None:
+        super().__init__(f"http://127.0.0.1:{port}")
+        self.port = port
 
 
 @dataclass
@@ -63,8 +58,8 @@ def fake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fake]:
 
 @pytest.fixture
 def daemon(tmp_path: Path, fake: Fake) -> Iterator[Daemon]:
-    fake.control("reset", {})
-    fake.control("config", {"answer_bytes": 0, "raw_separator_text": False})
+    fake.reset()
+    fake.config(answer_bytes=0, raw_separator_text=False)
     dead_collector = free_port()
     proc, url = spawn_daemon(
         tmp_path, fake.port, EXAI_WS_TOKEN=TOKEN, EXAI_RATE_LIMIT_PER_SEC="10000",
@@ -107,7 +102,7 @@ async def test_huge_answers_are_refused_and_cost_little_memory(daemon: Daemon, f
     async with await DaemonClient.connect(daemon.url, TOKEN) as client:
         for i in range(20):  # warm up both paths, so the first reading is a settled one
             assert (await _chat(client, f"warm-up {i}", stream=i % 2 == 1))["ok"]
-        fake.control("config", {"answer_bytes": ANSWER_BYTES})
+        fake.config(answer_bytes=ANSWER_BYTES)
         before = daemon.rss
         with PeakSampler(lambda: daemon.rss) as sampler:
             replies = [await _chat(client, f"tell me everything {i}", stream=i % 2 == 1)
@@ -128,17 +123,17 @@ async def test_huge_answers_are_refused_and_cost_little_memory(daemon: Daemon, f
             assert streamed <= 8 * MIB
         assert after - before < RSS_GROWTH_BOUND, (before, after)
 
-        stats = fake.control("stats")
+        stats = fake.stats()
         # each answer was abandoned after the cap, not read on; nothing was retried
         assert (stats["streams_aborted"], stats["received"]) == (CALLS, 20 + CALLS), stats
-        fake.control("config", {"answer_bytes": 0})
+        fake.config(answer_bytes=0)
         assert (await _chat(client, "still there?", stream=False))["ok"]  # circuit still closed
     assert "Traceback" not in daemon.log_path.read_text()
 
 
 @pytest.mark.parametrize("stream", [True, False])
 async def test_raw_line_separators_arrive_intact(daemon: Daemon, fake: Fake, stream: bool) -> None:
-    fake.control("config", {"raw_separator_text": True})
+    fake.config(raw_separator_text=True)
     prompt = "a story with odd characters"
     async with await DaemonClient.connect(daemon.url, TOKEN) as client:
         reply = await _chat(client, prompt, stream)
@@ -154,7 +149,7 @@ async def test_raw_line_separators_arrive_intact(daemon: Daemon, fake: Fake, str
 
 async def test_an_error_code_echoing_the_key_reaches_neither_client_nor_log(
         daemon: Daemon, fake: Fake) -> None:
-    fake.control("faults", {"status": 401, "count": 1, "echo_key": True})
+    fake.faults(status=401, count=1, echo_key=True)
     async with await DaemonClient.connect(daemon.url, TOKEN) as client:
         reply = await _chat(client, "hello", stream=False)
     assert reply["ok"] is False and reply["error"]["code"] == "PROVIDER_ERROR"

@@ -143,7 +143,7 @@ async def test_legacy_chat_arguments_are_accepted_and_reported_ignored(client):
 
 
 async def test_duplicate_request_id_in_flight_is_refused(running, fake_upstream):
-    await fake_upstream.control("config", {"latency_ms": 400})
+    await fake_upstream.aconfig(latency_ms=400)
     ws = await _raw_session(running.url)
     try:
         call = {"op": "call_tool", "request_id": "same", "name": "chat",

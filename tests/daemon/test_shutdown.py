@@ -25,7 +25,6 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import httpx
 import pytest
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk.metrics import MeterProvider
@@ -44,6 +43,7 @@ from app.client import DaemonClient
 from otel.instruments import create_instruments
 from otel.setup import Batching, CountingExporter, CountingMetricExporter, Telemetry
 from tests.harness.exai_process import EXAI, TOKEN, spawn_daemon
+from tests.harness.fake_upstream import FakeUpstreamControl
 from tests.harness.hanging_otlp import HangingEndpoint
 from tests.harness.procs import ManagedProcess
 from tests.mcp.otlp_sink import OtlpSink
@@ -330,29 +330,28 @@ def test_a_client_that_never_reads_does_not_hold_the_daemon(tmp_path, fake_llm_p
 
 async def test_a_call_in_flight_is_answered_or_closed_within_the_deadline(tmp_path,
                                                                            fake_llm_process):
-    upstream = f"http://127.0.0.1:{fake_llm_process.port}/_fake/config"
+    upstream = FakeUpstreamControl.on_port(fake_llm_process.port)
     sink = OtlpSink().start()
-    async with httpx.AsyncClient() as http:
-        (await http.post(upstream, json={"latency_ms": 30000})).raise_for_status()
-        try:
-            daemon, url = _serve(tmp_path, fake_llm_process.port, sink.endpoint, "http/protobuf",
-                             None)
-            client = await DaemonClient.connect(url, TOKEN)
-            call = asyncio.create_task(client.call_tool("chat", {"prompt": "a slow answer"}))
-            await asyncio.sleep(1.0)
-            assert not call.done(), "the call is waiting for the upstream"
-            started = time.monotonic()
-            elapsed = await asyncio.to_thread(_sigterm_and_time, daemon, "chat call in flight")
-            # The client is not left hanging: a reply, or a closed connection.
-            outcome = await asyncio.wait_for(asyncio.gather(call, return_exceptions=True),
-                                             timeout=DEFAULT_DEADLINE_SECS + EXIT_MARGIN_SECS)
-            answered_after = time.monotonic() - started
-            print(f"[shutdown] the client's call ended {answered_after:.2f} s after SIGTERM: "
-                  f"{outcome[0]!r}"[:300])
-            await client.close()
-        finally:
-            (await http.post(upstream, json={"latency_ms": 0})).raise_for_status()
-            sink.stop()
+    await upstream.aconfig(latency_ms=30000)
+    try:
+        daemon, url = _serve(tmp_path, fake_llm_process.port, sink.endpoint, "http/protobuf",
+                         None)
+        client = await DaemonClient.connect(url, TOKEN)
+        call = asyncio.create_task(client.call_tool("chat", {"prompt": "a slow answer"}))
+        await asyncio.sleep(1.0)
+        assert not call.done(), "the call is waiting for the upstream"
+        started = time.monotonic()
+        elapsed = await asyncio.to_thread(_sigterm_and_time, daemon, "chat call in flight")
+        # The client is not left hanging: a reply, or a closed connection.
+        outcome = await asyncio.wait_for(asyncio.gather(call, return_exceptions=True),
+                                         timeout=DEFAULT_DEADLINE_SECS + EXIT_MARGIN_SECS)
+        answered_after = time.monotonic() - started
+        print(f"[shutdown] the client's call ended {answered_after:.2f} s after SIGTERM: "
+              f"{outcome[0]!r}"[:300])
+        await client.close()
+    finally:
+        await upstream.aconfig(latency_ms=0)
+        sink.stop()
     log = _log(tmp_path)
     assert elapsed < DEFAULT_DEADLINE_SECS + EXIT_MARGIN_SECS, log[-3000:]
     assert answered_after < DEFAULT_DEADLINE_SECS + EXIT_MARGIN_SECS

@@ -9,7 +9,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from .procs import ManagedProcess, free_port, port_open
+from .procs import LOOPBACK, ManagedProcess, free_port, port_open
 
 EXAI = shutil.which("exai") or str(Path(sys.executable).with_name("exai"))
 TOKEN = "test-token-not-a-secret"
@@ -27,19 +27,27 @@ def spawn_fake_llm(log_dir: Path, *options: str) -> tuple[ManagedProcess, int]:
     return proc, port
 
 
-def spawn_daemon(workdir: Path, upstream_port: int, **env: str) -> tuple[ManagedProcess, str]:
-    """``exai serve`` in ``workdir`` (its log: ``workdir/serve.log``) against the fake upstream,
-    with the test token, threads in memory, no Supabase; ``env`` adds or overrides variables.
-    Returns the process and the daemon's WebSocket URL."""
-    ws_port, health_port = free_port(), free_port()
-    upstream = f"http://127.0.0.1:{upstream_port}"
-    base = {
-        "EXAI_WS_PORT": str(ws_port), "HEALTH_CHECK_PORT": str(health_port),
-        "EXAI_WS_TOKEN": TOKEN, "REDIS_URL": "", "SUPABASE_URL": "",
-        "KIMI_API_KEY": FAKE_KEY, "KIMI_API_URL": f"{upstream}/v1",
-        "GLM_API_KEY": FAKE_KEY, "GLM_API_URL": f"{upstream}/api/paas/v4",
+def daemon_env(upstream_port: int, ws_port: int, health_port: int, *, token: str = TOKEN,
+               key: str = FAKE_KEY, host: str = LOOPBACK, **overrides: str) -> dict[str, str]:
+    """The environment of ``exai serve`` against the fake upstream on ``upstream_port``: its
+    ports, ``token``, both providers' ``key`` and URLs, threads in memory, no Supabase;
+    ``overrides`` add or replace variables (``REDIS_URL``, ``OTEL_*``, limits...)."""
+    upstream = f"http://{host}:{upstream_port}"
+    return {
+        "EXAI_WS_HOST": host, "EXAI_WS_PORT": str(ws_port), "HEALTH_CHECK_PORT": str(health_port),
+        "EXAI_WS_TOKEN": token, "REDIS_URL": "", "SUPABASE_URL": "",
+        "KIMI_API_KEY": key, "KIMI_API_URL": f"{upstream}/v1",
+        "GLM_API_KEY": key, "GLM_API_URL": f"{upstream}/api/paas/v4",
+        **overrides,
     }
-    proc = ManagedProcess(name="exai-serve", argv=[EXAI, "serve"], env={**base, **env},
+
+
+def spawn_daemon(workdir: Path, upstream_port: int, **env: str) -> tuple[ManagedProcess, str]:
+    """``exai serve`` in ``workdir`` (its log: ``workdir/serve.log``) with ``daemon_env``;
+    ``env`` adds or overrides variables. Returns the process and the daemon's WebSocket URL."""
+    ws_port, health_port = free_port(), free_port()
+    proc = ManagedProcess(name="exai-serve", argv=[EXAI, "serve"],
+                          env=daemon_env(upstream_port, ws_port, health_port, **env),
                           cwd=workdir, log_path=workdir / "serve.log",
                           ready=lambda: port_open(health_port))
     proc.start()

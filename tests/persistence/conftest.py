@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -21,7 +20,6 @@ from tests.harness.otel_capture import in_memory_telemetry
 from tests.harness.postgres import PostgresCluster, apply_migrations
 from tests.harness.postgrest import PostgrestTestServer
 from tests.harness.procs import ManagedProcess
-from tests.harness.redis_server import redis_process
 
 # An obviously fake key: the test server only checks that the client sends what it was given.
 FAKE_SERVICE_ROLE_KEY = "test-only-fake-service-role-key"
@@ -63,14 +61,6 @@ async def server(pg_dsn: str, db: psycopg.Connection) -> AsyncIterator[Postgrest
     await srv.start()
     yield srv
     await srv.aclose()
-
-
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManagedProcess]:
-    proc = redis_process(Path(tmp_path_factory.mktemp("archive-redis")))
-    proc.start()
-    yield proc
-    proc.stop()
 
 
 @pytest.fixture

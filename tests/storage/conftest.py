@@ -1,4 +1,5 @@
-"""Fixtures for the thread-store tests: a real redis-server and in-memory OpenTelemetry providers.
+"""Fixtures for the thread-store tests: a real redis-server of their own (the shared one,
+``redis_server``, is in tests/conftest.py) and in-memory OpenTelemetry providers.
 
 The providers are local to each test and never installed globally, so these tests neither depend
 on nor disturb the suite's global telemetry fixtures.
@@ -25,14 +26,6 @@ from tests.harness.redis_server import redis_process
 def telemetry() -> Iterator[Telemetry]:
     with in_memory_telemetry() as captured:
         yield captured
-
-
-@pytest.fixture(scope="module")
-def shared_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManagedProcess]:
-    """One redis-server for tests that do not stop it; ids are random, so tests do not collide."""
-    proc = redis_process(tmp_path_factory.mktemp("redis")).start()
-    yield proc
-    proc.stop()
 
 
 @pytest.fixture

@@ -23,13 +23,13 @@ def contents(thread: list[Turn] | None) -> list[str]:
     return [t.content for t in thread]
 
 
-async def test_round_trip_under_prefixed_key_with_ttl(shared_redis, make_store) -> None:
-    store = await make_store(shared_redis.url, ttl_hours=1)
+async def test_round_trip_under_prefixed_key_with_ttl(redis_server, make_store) -> None:
+    store = await make_store(redis_server.url, ttl_hours=1)
     cid = str(uuid.uuid4())
     first = [Turn("user", "hi ü"), Turn("assistant", "hello")]
     assert await store.append(cid, first) == first
     assert await store.load(cid) == first
-    async with Redis.from_url(shared_redis.url, decode_responses=True) as raw:
+    async with Redis.from_url(redis_server.url, decode_responses=True) as raw:
         key = f"{KEY_PREFIX}{cid}"
         assert [json.loads(item)["content"] for item in await raw.lrange(key, 0, -1)] == \
             ["hi ü", "hello"]
@@ -37,14 +37,14 @@ async def test_round_trip_under_prefixed_key_with_ttl(shared_redis, make_store) 
     assert (await store.health())["status"] == "healthy"
 
 
-async def test_unknown_thread_is_none(shared_redis, make_store) -> None:
-    store = await make_store(shared_redis.url)
+async def test_unknown_thread_is_none(redis_server, make_store) -> None:
+    store = await make_store(redis_server.url)
     assert await store.load(str(uuid.uuid4())) is None
 
 
-async def test_expires_after_ttl_and_append_refreshes_it(shared_redis, telemetry,
+async def test_expires_after_ttl_and_append_refreshes_it(redis_server, telemetry,
                                                         make_client) -> None:
-    redis = RedisThreads(make_client(shared_redis.url), 0.4, 20,
+    redis = RedisThreads(make_client(redis_server.url), 0.4, 20,
                          telemetry.instruments.db_duration)
     store = ThreadStore(MemoryThreads(0.4, 20), redis, retry_secs=60)
     try:
@@ -60,8 +60,8 @@ async def test_expires_after_ttl_and_append_refreshes_it(shared_redis, telemetry
         await store.aclose()
 
 
-async def test_trimming_keeps_newest_turns_in_order(shared_redis, make_store) -> None:
-    store = await make_store(shared_redis.url, max_turns=4)
+async def test_trimming_keeps_newest_turns_in_order(redis_server, make_store) -> None:
+    store = await make_store(redis_server.url, max_turns=4)
     cid = str(uuid.uuid4())
     for i in range(0, 10, 2):
         stored = await store.append(cid, [Turn("user", f"m{i}"), Turn("assistant", f"m{i + 1}")])
@@ -71,8 +71,8 @@ async def test_trimming_keeps_newest_turns_in_order(shared_redis, make_store) ->
     assert contents(await store.append(cid, big)) == ["b2", "b3", "b4", "b5"]
 
 
-async def test_threads_are_isolated(shared_redis, make_store) -> None:
-    store = await make_store(shared_redis.url)
+async def test_threads_are_isolated(redis_server, make_store) -> None:
+    store = await make_store(redis_server.url)
     a, b = str(uuid.uuid4()), str(uuid.uuid4())
     await asyncio.gather(*(store.append(a, [Turn("user", f"a{i}")]) for i in range(5)),
                          *(store.append(b, [Turn("user", f"b{i}")]) for i in range(5)))
@@ -81,8 +81,8 @@ async def test_threads_are_isolated(shared_redis, make_store) -> None:
 
 
 async def test_records_operation_duration_with_bounded_attributes(
-        shared_redis, make_store, telemetry) -> None:
-    store = await make_store(shared_redis.url)
+        redis_server, make_store, telemetry) -> None:
+    store = await make_store(redis_server.url)
     for _ in range(3):
         cid = str(uuid.uuid4())
         await store.append(cid, [Turn("user", "x")])
@@ -109,8 +109,8 @@ def traced_redis(telemetry):
 
 
 async def test_operations_are_traced_by_redis_instrumentation(
-        shared_redis, make_store, traced_redis) -> None:
-    store = await make_store(shared_redis.url)
+        redis_server, make_store, traced_redis) -> None:
+    store = await make_store(redis_server.url)
     cid = str(uuid.uuid4())
     await store.append(cid, [Turn("user", "x")])
     await store.load(cid)
