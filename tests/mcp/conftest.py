@@ -8,26 +8,21 @@ receiver in the test process, so a test sees exactly what a trace backend would.
 from __future__ import annotations
 
 import os
-import shutil
-import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
+from tests.harness.exai_process import EXAI, TOKEN, daemon_env, spawn_fake_llm
+from tests.harness.fake_upstream import FakeUpstreamControl
 from tests.harness.procs import ManagedProcess, free_port, port_open
 
 from .otlp_sink import OtlpSink
-
-EXAI = shutil.which("exai") or str(Path(sys.executable).with_name("exai"))
-TOKEN = "test-token-not-a-secret"
-FAKE_KEY = "sk-test-fake-provider-key-0123456789"
 
 
 def otel_env(sink: OtlpSink) -> dict[str, str]:
@@ -46,28 +41,22 @@ def sink() -> Iterator[OtlpSink]:
     receiver.stop()
 
 
-@dataclass
-class FakeLLM:
-    proc: ManagedProcess
-    port: int
+class FakeLLM(FakeUpstreamControl):
+    """``exai fake-llm`` as its own process, and its control API."""
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    def __init__(self, proc: ManagedProcess, port: int) -> None:
+        super().__init__(f"http://127.0.0.1:{port}")
+        self.proc, self.port = proc, port
 
     async def configure(self, **values: float) -> None:
-        async with httpx.AsyncClient() as client:
-            config = {"latency_ms": 0, "ttft_ms": 0, "chunk_delay_ms": 0, "error_rate": 0, **values}
-            (await client.post(f"{self.url}/_fake/config", json=config)).raise_for_status()
+        """No delays or errors, except ``values``."""
+        quiet = {"latency_ms": 0, "ttft_ms": 0, "chunk_delay_ms": 0, "error_rate": 0}
+        await self.aconfig(**{**quiet, **values})
 
 
 @pytest.fixture(scope="package")
 def fake_llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeLLM]:
-    port = free_port()
-    proc = ManagedProcess(
-        name="fake-llm", argv=[EXAI, "fake-llm", "--host", "127.0.0.1", "--port", str(port)],
-        log_path=tmp_path_factory.mktemp("fake") / "fake.log", ready=lambda: port_open(port))
-    proc.start()
+    proc, port = spawn_fake_llm(tmp_path_factory.mktemp("fake"))
     yield FakeLLM(proc, port)
     proc.stop()
 
@@ -84,16 +73,10 @@ class Daemon:
         return f"ws://127.0.0.1:{self.ws_port}"
 
 
-def daemon_env(fake: FakeLLM, sink: OtlpSink, ws_port: int, health_port: int,
-               **overrides: str) -> dict[str, str]:
-    return {
-        "EXAI_WS_HOST": "127.0.0.1", "EXAI_WS_PORT": str(ws_port),
-        "HEALTH_CHECK_PORT": str(health_port), "EXAI_WS_TOKEN": TOKEN, "REDIS_URL": "",
-        "SUPABASE_URL": "", "EXAI_RATE_LIMIT_PER_SEC": "10000",
-        "KIMI_API_KEY": FAKE_KEY, "KIMI_API_URL": f"{fake.url}/v1",
-        "GLM_API_KEY": FAKE_KEY, "GLM_API_URL": f"{fake.url}/api/paas/v4",
-        "EXAI_PROVIDER_RETRY_BASE_SECS": "0.01", **otel_env(sink), **overrides,
-    }
+def mcp_daemon_env(fake: FakeLLM, sink: OtlpSink, ws_port: int, health_port: int,
+                   **overrides: str) -> dict[str, str]:
+    return daemon_env(fake.port, ws_port, health_port, EXAI_RATE_LIMIT_PER_SEC="10000",
+                      EXAI_PROVIDER_RETRY_BASE_SECS="0.01", **{**otel_env(sink), **overrides})
 
 
 @pytest.fixture
@@ -108,7 +91,7 @@ async def start_daemon(fake_llm: FakeLLM, sink: OtlpSink, tmp_path: Path):
         workdir.mkdir()
         proc = ManagedProcess(
             name="exai-serve", argv=[EXAI, "serve"], cwd=workdir, log_path=workdir / "serve.log",
-            env=daemon_env(fake_llm, sink, ws_port, health_port, **overrides),
+            env=mcp_daemon_env(fake_llm, sink, ws_port, health_port, **overrides),
             ready=lambda: port_open(health_port) and port_open(ws_port))
         started.append(proc.start())
         return Daemon(proc, ws_port)

@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 import pytest
 from aiohttp import web
 from opentelemetry.sdk.trace import ReadableSpan
@@ -17,6 +16,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from app.config import Settings
 from app.fake_llm import FakeLLMConfig, start_fake_llm
 from app.providers.registry import ProviderRegistry
+from tests.harness.fake_upstream import FakeUpstreamControl
 from tests.harness.otel_capture import InMemoryTelemetry, in_memory_telemetry
 
 # Looks like a real key on purpose, so that a leak would be found by a plain substring search.
@@ -25,39 +25,31 @@ API_KEY = "sk-test-0123456789abcdefCANARYKEY"
 
 @dataclass
 class FakeUpstream:
+    """The in-process fake; its control API through the harness's one client."""
+
     runner: web.AppRunner
     port: int
+    control: FakeUpstreamControl = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.control = FakeUpstreamControl(self.url())
 
     def url(self, path: str = "") -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 
-    async def _control(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        async with httpx.AsyncClient() as client:
-            response = await client.request(method, self.url(path), json=body)
-            response.raise_for_status()
-            return response.json()
-
     async def stats(self) -> dict[str, int]:
-        return await self._control("GET", "/_fake/stats")
+        return await self.control.astats()
 
     async def fault(self, status: int, count: int = 1, retry_after: float | None = None,
                     echo_key: bool = False) -> None:
-        await self._control("POST", "/_fake/faults", {"status": status, "count": count,
-                                                      "retry_after": retry_after,
-                                                      "echo_key": echo_key})
+        await self.control.afaults(status, count, retry_after, echo_key)
 
     async def configure(self, **changes: float | bool) -> None:
-        await self._control("POST", "/_fake/config", changes)
+        await self.control.aconfig(**changes)
 
     async def wait_for(self, stat: str, value: int, timeout: float = 5.0) -> dict[str, int]:
         """Poll the stats until ``stat`` reaches ``value`` (the upstream notices aborts lazily)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            stats = await self.stats()
-            if stats[stat] >= value or loop.time() > deadline:
-                return stats
-            await asyncio.sleep(0.02)
+        return await self.control.await_stat(stat, value, timeout)
 
 
 class Telemetry(InMemoryTelemetry):
