@@ -2,7 +2,7 @@
 """Telemetry's cost in instructions per chat call, counted by callgrind: a figure the machine's
 noise cannot move.
 
-    python bench/instructions.py --json out.json          # about 6 min on 2 cores
+    python -m bench.instructions --json out.json          # about 6 min on 2 cores
 
 On a shared virtual machine the same daemon's CPU time per call drifts by a third from one
 window to the next, so a change worth 5 % of telemetry's cost cannot be seen in timings.
@@ -38,13 +38,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import overhead  # noqa: E402
-from overhead import (  # noqa: E402
+from bench import overhead
+from bench.overhead import (
     Clients,
     Infra,
-    collector_binary,
     collector_counters,
     parse_env_options,
     set_upstream_latency,
@@ -53,6 +50,7 @@ from overhead import (  # noqa: E402
     start_remote_write_sink,
     variant_process,
 )
+from tests.harness.collector import collector_binary
 
 VARIANTS = ("off", "full", "peer")
 TRANSPORT = {"full": "http", "peer": "grpc"}

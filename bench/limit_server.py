@@ -13,14 +13,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
-from pathlib import Path
 
 from websockets.asyncio.server import ServerConnection, serve
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from app import protocol  # noqa: E402
+from app import protocol  # the installed project (pip install -e .), like the daemon
 
 ANSWER = "signal river lantern orbit quartz meadow cobalt harbor ember tundra velvet prism"
 TOOL_TIMEOUT_SECS = 120.0  # announced in hello_ack like the daemon's default; never enforced

@@ -2,8 +2,8 @@
 """The overhead budget, measured: the daemon with full telemetry against telemetry off, against
 zero-code auto-instrumentation and against a bare WebSocket server, in one interleaved run.
 
-    python bench/overhead.py --quick --json out.json       # < 3 min on 2 cores
-    python bench/overhead.py --json out.json --plot docs/benchmarks.png --markdown table.md
+    python -m bench.overhead --quick --json out.json       # < 3 min on 2 cores (from the repo root)
+    python -m bench.overhead --json out.json --plot docs/benchmarks.png --markdown table.md
 
 Everything runs on loopback, started here: a real redis-server, the fake upstream (``exai
 fake-llm``, its latency switched per point), the built collector with the real config
@@ -37,7 +37,6 @@ import platform
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,20 +44,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
+import psutil
+from aiohttp import web
+from websockets.asyncio.client import ClientConnection, connect
+
+from app import protocol
+from tests.harness.collector import collector_binary
+from tests.harness.exai_process import EXAI, daemon_env, spawn_fake_llm
+from tests.harness.fake_upstream import FakeUpstreamControl
+from tests.harness.procs import LOOPBACK, ManagedProcess, free_port, port_open
+from tests.harness.redis_server import redis_process
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-import httpx  # noqa: E402
-import psutil  # noqa: E402
-from aiohttp import web  # noqa: E402
-from websockets.asyncio.client import ClientConnection, connect  # noqa: E402
-
-from app import protocol  # noqa: E402
-from tests.harness.procs import LOOPBACK, ManagedProcess, free_port, port_open  # noqa: E402
-from tests.harness.redis_server import redis_process  # noqa: E402
 
 BIN = Path(sys.executable).parent
-EXAI = str(BIN / "exai")
 AGENT = str(BIN / "opentelemetry-instrument")
 COLLECTOR_CONFIG = REPO / "collector-config" / "config.yaml"
 SINK_CONFIG = REPO / "bench" / "sink-collector.yaml"
@@ -89,18 +89,6 @@ FULL = Profile(rounds=8, window_s=10.0, warmup_s=3.0, clients=8)
 
 
 # --- processes --------------------------------------------------------------------------------
-
-def collector_binary() -> str:
-    """$EXAI_OTELCOL_BIN, else the cached build (collector-config/build.sh prints its path last)."""
-    explicit = os.environ.get("EXAI_OTELCOL_BIN")
-    if explicit:
-        return explicit
-    done = subprocess.run([str(REPO / "collector-config" / "build.sh")], capture_output=True,
-                          text=True, timeout=3600, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"collector-config/build.sh failed:\n{done.stderr[-3000:]}")
-    return done.stdout.strip().splitlines()[-1]
-
 
 def _http_ok(url: str) -> bool:
     return httpx.get(url, timeout=1.0).status_code == 200
@@ -157,11 +145,8 @@ async def start_remote_write_sink(infra: Infra) -> int:
 def start_redis_and_upstream(infra: Infra) -> ManagedProcess:
     """A real redis-server and ``exai fake-llm`` on free loopback ports; returns Redis."""
     redis = infra.start_proc(redis_process(infra.workdir / "redis"))
-    infra.fake_port = free_port()
-    infra.start_proc(ManagedProcess(
-        name="fake-llm", argv=[EXAI, "fake-llm", "--host", LOOPBACK, "--port",
-                               str(infra.fake_port)],
-        log_path=infra.workdir / "fake-llm.log", ready=lambda: port_open(infra.fake_port)))
+    fake, infra.fake_port = spawn_fake_llm(infra.workdir)
+    infra.procs.append(fake)
     return redis
 
 
@@ -206,18 +191,13 @@ def start_collectors(infra: Infra, binary: str, remote_write_port: int) -> None:
 
 def variant_process(infra: Infra, variant: str, redis_url: str) -> ManagedProcess:
     ws_port, health_port = free_port(), free_port()
-    upstream = f"http://{LOOPBACK}:{infra.fake_port}"
-    env = {
-        "EXAI_WS_HOST": LOOPBACK, "EXAI_WS_PORT": str(ws_port),
-        "HEALTH_CHECK_PORT": str(health_port),
-        "EXAI_WS_TOKEN": TOKEN, "REDIS_URL": redis_url,
-        "KIMI_API_KEY": FAKE_KEY, "KIMI_API_URL": f"{upstream}/v1",
-        "GLM_API_KEY": FAKE_KEY, "GLM_API_URL": f"{upstream}/api/paas/v4",
-        "EXAI_RATE_LIMIT_PER_SEC": "1000000", "EXAI_RATE_LIMIT_BURST": "1000000",
-        "EXAI_WS_SESSION_MAX_INFLIGHT": "1000", "EXAI_WS_GLOBAL_MAX_INFLIGHT": "1000",
-        "EXAI_GLM_MAX_INFLIGHT": "1000", "EXAI_KIMI_MAX_INFLIGHT": "1000",
-        "EXAI_MAX_CONNECTIONS_PER_CLIENT": "1000", "SUPABASE_URL": "",
-    }
+    env = daemon_env(
+        infra.fake_port, ws_port, health_port, token=TOKEN, key=FAKE_KEY, REDIS_URL=redis_url,
+        EXAI_RATE_LIMIT_PER_SEC="1000000", EXAI_RATE_LIMIT_BURST="1000000",
+        EXAI_WS_SESSION_MAX_INFLIGHT="1000", EXAI_WS_GLOBAL_MAX_INFLIGHT="1000",
+        EXAI_GLM_MAX_INFLIGHT="1000", EXAI_KIMI_MAX_INFLIGHT="1000",
+        EXAI_MAX_CONNECTIONS_PER_CLIENT="1000",
+    )
     argv = [EXAI, "serve", "--log-level", "INFO"]
     if variant == "off":
         env["OTEL_SDK_DISABLED"] = "true"
@@ -274,8 +254,7 @@ def profiled(profiler: str, out_dir: Path, variant: str, argv: list[str]) -> lis
 
 
 def set_upstream_latency(infra: Infra, latency_ms: float) -> None:
-    httpx.post(f"http://{LOOPBACK}:{infra.fake_port}/_fake/config",
-               json={"latency_ms": latency_ms}, timeout=5).raise_for_status()
+    FakeUpstreamControl.on_port(infra.fake_port).config(latency_ms=latency_ms)
 
 
 async def set_limit_latency(port: int, latency_ms: float) -> None:

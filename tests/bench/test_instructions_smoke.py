@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_counting_a_few_calls_reports_instructions_per_call(tmp_path):
     out = tmp_path / "instructions.json"
     done = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "instructions.py"), "--variants", "off,full",
+        [sys.executable, "-m", "bench.instructions", "--variants", "off,full",
          "--calls", "30", "--warmup-calls", "5", "--clients", "2", "--json", str(out),
          "--workdir", str(tmp_path),
          # small batches, so that a few calls export some (the real run keeps the SDK's 512)

@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_quick_run_with_tiny_counts_writes_the_ratios(tmp_path):
     out = tmp_path / "overhead.json"
     done = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "overhead.py"), "--quick", "--rounds", "1",
+        [sys.executable, "-m", "bench.overhead", "--quick", "--rounds", "1",
          "--window", "0.7", "--warmup", "0.2", "--clients", "2", "--json", str(out),
          "--workdir", str(tmp_path)],
         capture_output=True, text=True, timeout=110, check=False, cwd=REPO)
