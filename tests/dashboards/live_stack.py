@@ -20,9 +20,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
 from tests.harness.collector import Collector, StandIn, main_collector, standin
+from tests.harness.exai_process import daemon_env, spawn_fake_llm
+from tests.harness.fake_upstream import FakeUpstreamControl
 from tests.harness.procs import LOOPBACK, ManagedProcess, free_port, port_open
 from tests.harness.prometheus import Prometheus, prepare_config
 from tests.harness.redis_server import redis_process
@@ -87,24 +87,21 @@ def _supabase(workdir: Path) -> Iterator[object]:
 
 def _daemon_env(collector: Collector, fake_port: int, redis_url: str, supabase_url: str,
                 ws_port: int, health_port: int) -> dict[str, str]:
-    return {
-        "EXAI_WS_HOST": LOOPBACK, "EXAI_WS_PORT": str(ws_port), "EXAI_WS_TOKEN": TOKEN,
-        "HEALTH_CHECK_HOST": LOOPBACK, "HEALTH_CHECK_PORT": str(health_port),
-        "KIMI_API_KEY": FAKE_KEY, "KIMI_API_URL": f"http://{LOOPBACK}:{fake_port}/v1",
-        "GLM_API_KEY": FAKE_KEY, "GLM_API_URL": f"http://{LOOPBACK}:{fake_port}/api/paas/v4",
-        "REDIS_URL": redis_url,
-        "SUPABASE_URL": supabase_url, "SUPABASE_SERVICE_ROLE_KEY": FAKE_SERVICE_ROLE_KEY,
+    return daemon_env(
+        fake_port, ws_port, health_port, token=TOKEN, key=FAKE_KEY,
+        HEALTH_CHECK_HOST=LOOPBACK, REDIS_URL=redis_url,
+        SUPABASE_URL=supabase_url, SUPABASE_SERVICE_ROLE_KEY=FAKE_SERVICE_ROLE_KEY,
         # Small limits so a burst is rejected (rejection panels), quick retries and circuit.
-        "EXAI_WS_SESSION_MAX_INFLIGHT": "4", "EXAI_SLOT_WAIT_SECS": "0.05",
-        "EXAI_RATE_LIMIT_PER_SEC": "10000", "EXAI_RATE_LIMIT_BURST": "10000",
-        "EXAI_PROVIDER_MAX_RETRIES": "1", "EXAI_PROVIDER_RETRY_BASE_SECS": "0.01",
-        "EXAI_PROVIDER_RETRY_MAX_SECS": "0.05", "EXAI_CIRCUIT_FAILURE_THRESHOLD": "3",
-        "EXAI_CIRCUIT_RESET_SECS": "600",
-        "OTEL_EXPORTER_OTLP_ENDPOINT": collector.otlp_grpc, "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
-        "OTEL_SEMCONV_STABILITY_OPT_IN": "http",
-        "OTEL_BSP_SCHEDULE_DELAY": "200", "OTEL_BLRP_SCHEDULE_DELAY": "200",
-        "OTEL_METRIC_EXPORT_INTERVAL": "1000",
-    }
+        EXAI_WS_SESSION_MAX_INFLIGHT="4", EXAI_SLOT_WAIT_SECS="0.05",
+        EXAI_RATE_LIMIT_PER_SEC="10000", EXAI_RATE_LIMIT_BURST="10000",
+        EXAI_PROVIDER_MAX_RETRIES="1", EXAI_PROVIDER_RETRY_BASE_SECS="0.01",
+        EXAI_PROVIDER_RETRY_MAX_SECS="0.05", EXAI_CIRCUIT_FAILURE_THRESHOLD="3",
+        EXAI_CIRCUIT_RESET_SECS="600",
+        OTEL_EXPORTER_OTLP_ENDPOINT=collector.otlp_grpc, OTEL_EXPORTER_OTLP_PROTOCOL="grpc",
+        OTEL_SEMCONV_STABILITY_OPT_IN="http",
+        OTEL_BSP_SCHEDULE_DELAY="200", OTEL_BLRP_SCHEDULE_DELAY="200",
+        OTEL_METRIC_EXPORT_INTERVAL="1000",
+    )
 
 
 @contextlib.contextmanager
@@ -135,12 +132,8 @@ def live_stack(workdir: Path) -> Iterator[LiveStack]:
             start(collector.proc)
             redis = start(redis_process(workdir / "redis"))
 
-            fake_port = free_port()
-            start(ManagedProcess(
-                name="fake-llm", log_path=workdir / "fake-llm.log",
-                argv=[EXAI, "fake-llm", "--host", LOOPBACK, "--port", str(fake_port),
-                      "--latency-ms", "20", "--ttft-ms", "30"],
-                ready=lambda: port_open(fake_port)))
+            fake, fake_port = spawn_fake_llm(workdir, "--latency-ms", "20", "--ttft-ms", "30")
+            started.append(fake)
             ws_port, health_port = free_port(), free_port()
             env = _daemon_env(collector, fake_port, redis.url,  # type: ignore[attr-defined]
                               supabase.url, ws_port, health_port)  # type: ignore[attr-defined]
@@ -201,8 +194,7 @@ def drive_load(stack: LiveStack) -> None:
     redis.start()
     asyncio.run(_calls(url, 10, 2, model=GLM_MODEL))
     # Kimi's upstream fails: errors by type, then the circuit opens (PROVIDER_UNAVAILABLE).
-    httpx.post(f"{stack.fake_llm_url}/_fake/faults",
-               json={"status": 500, "count": 40}, timeout=5).raise_for_status()
+    FakeUpstreamControl(stack.fake_llm_url).faults(500, 40)
     asyncio.run(_calls(url, 20, 2, model=KIMI_MODEL))
 
 

@@ -14,12 +14,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import psutil
 import pytest
 
 from app.client import DaemonClient
 from tests.harness.collector import attrs
+from tests.harness.exai_process import daemon_env, spawn_fake_llm
+from tests.harness.fake_upstream import FakeUpstreamControl
 from tests.harness.procs import ManagedProcess, free_port, port_open, wait_until
 from tests.harness.redis_server import redis_process
 
@@ -41,39 +42,39 @@ class LiveDaemon:
     async def client(self) -> DaemonClient:
         return await DaemonClient.connect(self.url, TOKEN)
 
+    @property
+    def upstream(self) -> FakeUpstreamControl:
+        return FakeUpstreamControl(self.fake_llm)
+
     def fault(self, status: int, count: int) -> None:
-        httpx.post(f"{self.fake_llm}/_fake/faults", json={"status": status, "count": count},
-                   timeout=5).raise_for_status()
+        self.upstream.faults(status, count)
 
     def configure(self, **config: float) -> None:
-        httpx.post(f"{self.fake_llm}/_fake/config", json=config, timeout=5).raise_for_status()
+        self.upstream.config(**config)
 
 
 @pytest.fixture(scope="module")
 def live(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveDaemon]:
     root = tmp_path_factory.mktemp("daemon-live")
     redis = redis_process(root / "redis").start()
-    llm_port, ws_port, health_port = free_port(), free_port(), free_port()
-    fake = ManagedProcess(name="fake-llm", argv=[EXAI, "fake-llm", "--port", str(llm_port)],
-                          log_path=root / "fake.log", ready=lambda: port_open(llm_port)).start()
+    fake, llm_port = spawn_fake_llm(root)
+    ws_port, health_port = free_port(), free_port()
     service = unique_service("exai-daemon-live")
     http_traces = f"{stack.collector.otlp_http}/v1/traces"
-    env = {
-        "OTEL_SERVICE_NAME": service,
-        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf",
-        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": http_traces,
-        "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
-        "OTEL_EXPORTER_OTLP_ENDPOINT": stack.collector.otlp_grpc,
-        "OTEL_BSP_SCHEDULE_DELAY": "200", "OTEL_BLRP_SCHEDULE_DELAY": "200",
-        "OTEL_METRIC_EXPORT_INTERVAL": "1000",
-        "EXAI_WS_PORT": str(ws_port), "HEALTH_CHECK_PORT": str(health_port),
-        "EXAI_WS_TOKEN": TOKEN, "REDIS_URL": redis.url,  # type: ignore[attr-defined]
-        "KIMI_API_KEY": FAKE_KEY, "KIMI_API_URL": f"http://127.0.0.1:{llm_port}/v1",
-        "GLM_API_KEY": FAKE_KEY, "GLM_API_URL": f"http://127.0.0.1:{llm_port}/api/paas/v4",
-        "EXAI_PROVIDER_MAX_RETRIES": "0", "EXAI_CIRCUIT_FAILURE_THRESHOLD": "3",
-        "EXAI_CIRCUIT_RESET_SECS": "2", "EXAI_RATE_LIMIT_PER_SEC": "1000",
-        "EXAI_RATE_LIMIT_BURST": "1000",
-    }
+    env = daemon_env(
+        llm_port, ws_port, health_port, token=TOKEN, key=FAKE_KEY,
+        REDIS_URL=redis.url,  # type: ignore[attr-defined]
+        OTEL_SERVICE_NAME=service,
+        OTEL_EXPORTER_OTLP_TRACES_PROTOCOL="http/protobuf",
+        OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=http_traces,
+        OTEL_EXPORTER_OTLP_PROTOCOL="grpc",
+        OTEL_EXPORTER_OTLP_ENDPOINT=stack.collector.otlp_grpc,
+        OTEL_BSP_SCHEDULE_DELAY="200", OTEL_BLRP_SCHEDULE_DELAY="200",
+        OTEL_METRIC_EXPORT_INTERVAL="1000",
+        EXAI_PROVIDER_MAX_RETRIES="0", EXAI_CIRCUIT_FAILURE_THRESHOLD="3",
+        EXAI_CIRCUIT_RESET_SECS="2", EXAI_RATE_LIMIT_PER_SEC="1000",
+        EXAI_RATE_LIMIT_BURST="1000",
+    )
     daemon = ManagedProcess(name="exai-serve", argv=[EXAI, "serve"], env=env, cwd=root,
                             log_path=root / "serve.log",
                             ready=lambda: port_open(health_port) and port_open(ws_port)).start()
@@ -171,7 +172,7 @@ async def test_provider_outage_fires_the_circuit_alert_and_it_resolves(stack: St
             await client.call_tool("chat", {"prompt": "outage", "model": "kimi-latest"})
             await asyncio.sleep(0.5)
         fired_after = time.time() - started
-        httpx.post(f"{live.fake_llm}/_fake/reset", json={}, timeout=5).raise_for_status()
+        live.upstream.reset()
         await asyncio.sleep(2.5)  # past EXAI_CIRCUIT_RESET_SECS: the next call is the probe
         assert (await client.call_tool("chat", {"prompt": "back?", "model": "kimi-latest"}))["ok"]
     finally:
