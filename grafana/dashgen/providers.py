@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from . import names as n
-from .core import (
-    RATE,
-    Json,
-    Panel,
-    dashboard,
-    dashboard_links,
-    or_zero,
-    prom,
-    row,
-    stat,
-    timeseries,
-)
+from .core import RATE, dashboard, dashboard_links, or_zero, prom, row, stat, timeseries
+
+if TYPE_CHECKING:
+    from .core import Json, Panel
 from .overview import model_variable, provider_variable
 
 UID = "exai-llm-providers"
