@@ -29,6 +29,7 @@ from .storage.redis_client import create_redis_client
 from .storage.threads import create_thread_store
 from .tools.base import ToolRegistry
 from .tools.chat import ChatTool
+from .tools.conversations import Conversations
 from .tools.info import ListModelsTool, StatusTool, VersionTool
 
 log = logging.getLogger(__name__)
@@ -58,8 +59,9 @@ class Daemon:
             for entry in PROVIDERS
         }
         tools = ToolRegistry([
-            ChatTool(self.providers, provider_slots, self.threads, self.archive,
-                     settings.max_conversation_turns, settings.max_turn_chars),
+            ChatTool(self.providers, provider_slots, Conversations(
+                self.threads, self.archive, max_turns=settings.max_conversation_turns,
+                max_turn_chars=settings.max_turn_chars)),
             ListModelsTool(self.providers),
             StatusTool(self.health_report),
             VersionTool(),

@@ -1,8 +1,7 @@
 """The ``chat`` tool: one turn of a conversation thread, answered by Kimi or GLM.
 
-The client gets the whole answer (already bounded by the provider's response cap); the thread and
-the archive keep at most ``max_turn_chars`` characters of each turn, cut with a visible marker, so
-one long turn cannot make every later call of the conversation carry it, nor fill the store.
+The client gets the whole answer (already bounded by the provider's response cap); the thread
+keeps it cut (``Conversations``).
 """
 
 from __future__ import annotations
@@ -17,11 +16,10 @@ from otel import names
 
 from ..errors import ErrorCode, ToolError
 from ..limits import CapacityExceeded, Slots
-from ..persistence import ArchiveError
 from ..providers.base import ChatRequest, ProviderError
 from ..providers.registry import ProviderRegistry
-from ..storage.turns import Turn
 from .base import CallContext, ToolResult
+from .conversations import Conversations
 
 # Arguments older clients send; accepted and reported as ignored, never an error.
 LEGACY_ARGUMENTS = ("use_websearch", "thinking_mode", "files", "images")
@@ -60,13 +58,10 @@ class ChatTool:
     arguments: ClassVar[type[BaseModel]] = ChatArguments
 
     def __init__(self, providers: ProviderRegistry, provider_slots: dict[str, Slots],
-                 threads: Any, archive: Any, max_turns: int, max_turn_chars: int) -> None:
+                 conversations: Conversations) -> None:
         self._providers = providers
         self._provider_slots = provider_slots
-        self._threads = threads
-        self._archive = archive
-        self._max_turns = max_turns
-        self._max_turn_chars = max_turn_chars
+        self._conversations = conversations
 
     async def run(self, args: ChatArguments, ctx: CallContext) -> ToolResult:
         provider, model = self._providers.resolve(args.model)
@@ -75,7 +70,7 @@ class ChatTool:
         span.set_attributes({names.GEN_AI_PROVIDER_NAME: provider.otel_name,
                              names.GEN_AI_REQUEST_MODEL: model,
                              names.GEN_AI_CONVERSATION_ID: continuation_id})
-        history = await self._history(args.continuation_id)
+        history = await self._conversations.history(args.continuation_id)
 
         messages = [{"role": "system", "content": args.system_prompt}] if args.system_prompt else []
         messages += [turn.as_message() for turn in history]
@@ -99,12 +94,10 @@ class ChatTool:
             raise ToolError(exc.code, str(exc), details=details,
                             error_type=exc.error_type) from None
 
-        new_turns = [Turn("user", cut_for_thread(args.prompt, self._max_turn_chars)),
-                     Turn("assistant", cut_for_thread(result.text, self._max_turn_chars))]
-        await self._threads.append(continuation_id, new_turns)
-        await self._archive.record_turn(continuation_id, ctx.session_id, new_turns,
-                                        {"provider": provider.key, "model": result.model,
-                                         "trace_id": ctx.trace_id})
+        await self._conversations.record(continuation_id, ctx.session_id, args.prompt,
+                                         result.text, {"provider": provider.key,
+                                                       "model": result.model,
+                                                       "trace_id": ctx.trace_id})
 
         metadata: dict[str, Any] = {
             "continuation_id": continuation_id,
@@ -126,32 +119,3 @@ class ChatTool:
             metadata["ignored_arguments"] = ignored
             span.set_attribute(names.EXAI_IGNORED_ARGUMENTS, ignored)
         return ToolResult(text=result.text, metadata=metadata)
-
-    async def _history(self, continuation_id: str | None) -> list[Turn]:
-        """The thread's turns, from Redis/memory or else rebuilt from the Supabase archive."""
-        if continuation_id is None:
-            return []
-        turns = await self._threads.load(continuation_id)
-        if turns is None:
-            try:
-                turns = await self._archive.load_history(continuation_id, self._max_turns)
-            except ArchiveError as exc:
-                raise ToolError(ErrorCode.STORAGE_ERROR,
-                                "thread not in Redis and the Supabase archive cannot be read now",
-                                details={"continuation_id": continuation_id},
-                                error_type=exc.error_type) from None
-            if turns:
-                await self._threads.append(continuation_id, turns)
-        if turns is None:
-            raise ToolError(ErrorCode.CONTINUATION_NOT_FOUND,
-                            "no conversation with that continuation_id (expired or unknown)",
-                            details={"continuation_id": continuation_id})
-        return list(turns)
-
-
-def cut_for_thread(text: str, limit: int) -> str:
-    """``text`` as a thread keeps it: the first ``limit`` characters, and a marker saying how many
-    were left out, so whoever reads the thread back sees that it was cut."""
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}\n[... cut: {len(text) - limit} characters not kept]"

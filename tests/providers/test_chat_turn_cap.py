@@ -11,7 +11,8 @@ from app.limits import Slots
 from app.storage.threads import create_thread_store
 from app.storage.turns import Turn
 from app.tools.base import CallContext
-from app.tools.chat import ChatArguments, ChatTool, cut_for_thread
+from app.tools.chat import ChatArguments, ChatTool
+from app.tools.conversations import Conversations, cut_for_thread
 
 from .conftest import FakeUpstream, Telemetry, settings_for
 
@@ -42,8 +43,9 @@ def chat_tool(fake: FakeUpstream, telemetry: Telemetry, make_registry):
     threads = create_thread_store(settings, telemetry.instruments)
     archive = RecordingArchive()
     slots = {key: Slots("provider", 4, 1.0) for key in ("kimi", "glm")}
-    tool = ChatTool(make_registry(settings), slots, threads, archive,
-                    settings.max_conversation_turns, settings.max_turn_chars)
+    tool = ChatTool(make_registry(settings), slots, Conversations(
+        threads, archive, max_turns=settings.max_conversation_turns,
+        max_turn_chars=settings.max_turn_chars))
     return tool, threads, archive
 
 
