@@ -12,10 +12,12 @@ is a no-op and health says "not_configured".
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -29,6 +31,7 @@ from .outbox import DEFAULT_PREFIX, Outbox, OutboxEntry
 from .repository import SupabaseRepository
 from .rows import conversation_row, message_rows, newest_in_order, turn_from_row
 from .telemetry import SupabaseTelemetry
+from .tuning import ArchiveTuning
 from .worker import DeliveryWorker
 
 if TYPE_CHECKING:
@@ -53,22 +56,18 @@ class Archive:
 
     configured = True
 
-    def __init__(self, url: str, key: str, *, outbox: Outbox,
-                 telemetry: SupabaseTelemetry, history_limit: int = DEFAULT_HISTORY_LIMIT,
-                 request_timeout_secs: float, backoff_base_secs: float, backoff_max_secs: float,
-                 idle_poll_secs: float, stale_backlog_secs: float, tracer_provider: Any = None,
-                 meter_provider: Any = None) -> None:
-        self._url = url
-        self._key = key
+    def __init__(self, url: str, key: str, *, outbox: Outbox, telemetry: SupabaseTelemetry,
+                 tuning: ArchiveTuning, history_limit: int = DEFAULT_HISTORY_LIMIT,
+                 tracer_provider: Any = None, meter_provider: Any = None) -> None:
+        self.host = urlsplit(url).hostname
+        self._connect = functools.partial(
+            SupabaseRepository.connect, url, key, telemetry,
+            timeout_secs=tuning.request_timeout_secs, tracer_provider=tracer_provider,
+            meter_provider=meter_provider)
         self.outbox = outbox
         self.telemetry = telemetry
+        self.tuning = tuning
         self.history_limit = history_limit
-        self.stale_backlog_secs = stale_backlog_secs
-        self._request_timeout_secs = request_timeout_secs
-        self._worker_options = {"backoff_base_secs": backoff_base_secs,
-                                "backoff_max_secs": backoff_max_secs,
-                                "idle_poll_secs": idle_poll_secs}
-        self._providers = {"tracer_provider": tracer_provider, "meter_provider": meter_provider}
         self.repository: SupabaseRepository | None = None
         self.worker: DeliveryWorker | None = None
         self._ping: tuple[float, bool, dict[str, Any] | None] | None = None
@@ -82,14 +81,12 @@ class Archive:
         """Build the Supabase client and start the delivery worker (no network call needed)."""
         async with self._start_lock:
             if self.repository is None:
-                self.repository = await SupabaseRepository.connect(
-                    self._url, self._key, self.telemetry,
-                    timeout_secs=self._request_timeout_secs, **self._providers)
+                self.repository = await self._connect()
             if self.worker is None:
                 self.worker = DeliveryWorker(self.outbox, self.repository, self.telemetry,
-                                             **self._worker_options)
+                                             self.tuning)
             self.worker.start()
-        log.info("Supabase archive started (%s, outbox in %s)", urlsplit(self._url).hostname,
+        log.info("Supabase archive started (%s, outbox in %s)", self.host,
                  self.outbox.backend)
 
     async def drain(self, timeout_secs: float) -> bool:
@@ -231,15 +228,15 @@ class Archive:
             reasons.append("supabase unreachable")
         if self.outbox.redis_ok is False:
             reasons.append("redis down: outbox in memory")
-        if stats.oldest_age_s > self.stale_backlog_secs:
-            reasons.append(f"backlog older than {int(self.stale_backlog_secs)} s")
+        if stats.oldest_age_s > self.tuning.stale_backlog_secs:
+            reasons.append(f"backlog older than {int(self.tuning.stale_backlog_secs)} s")
         if worker is None or not worker.running:
             reasons.append("delivery worker not running")
         return {
             "status": DEGRADED if reasons else HEALTHY,
             "configured": True,
             "reasons": reasons,
-            "host": urlsplit(self._url).hostname,
+            "host": self.host,
             "reachable": reachable,
             "last_error": error,
             "last_success_at": _iso(worker.last_success_at if worker else None),
@@ -293,10 +290,9 @@ def build_archive(settings: Settings, instruments: Instruments | None = None, *,
     ``redis``: the process's shared ``redis.asyncio.Redis`` (``app.storage.redis_client``) to
     keep the outbox in, closed by its owner; without one the outbox is in memory.
     ``tracer_provider`` / ``meter_provider`` go to the httpx instrumentation (globals if None).
-    ``options`` override the tunables read from ``settings`` (``EXAI_SUPABASE_*``):
-    ``request_timeout_secs``, ``backoff_base_secs``, ``backoff_max_secs``,
-    ``idle_poll_secs``, ``stale_backlog_secs``, and the outbox's ``memory_limit`` and
-    ``dead_limit``; ``history_limit`` (the chat tool passes its own limit) is an option only.
+    ``options`` override the tunables read from ``settings`` (``EXAI_SUPABASE_*``): the fields
+    of ``ArchiveTuning``, and the outbox's ``memory_limit`` and ``dead_limit``;
+    ``history_limit`` (the chat tool passes its own limit) is an option only.
     """
     url = settings.supabase_url.strip()
     key = settings.supabase_service_role_key.get_secret_value().strip()
@@ -322,11 +318,8 @@ def build_archive(settings: Settings, instruments: Instruments | None = None, *,
     if redis is None:
         log.warning("Supabase outbox without Redis: writes waiting for Supabase are kept in "
                     "memory and lost if the daemon stops before Supabase takes them")
-    tunables = {"request_timeout_secs": settings.supabase_timeout_secs,
-                "backoff_base_secs": settings.supabase_retry_base_secs,
-                "backoff_max_secs": settings.supabase_retry_max_secs,
-                "idle_poll_secs": settings.supabase_idle_poll_secs,
-                "stale_backlog_secs": settings.supabase_stale_backlog_secs}
+    history_limit = options.pop("history_limit", DEFAULT_HISTORY_LIMIT)
     return Archive(url, key, outbox=outbox, telemetry=telemetry,
-                   tracer_provider=tracer_provider, meter_provider=meter_provider,
-                   **{**tunables, **options})
+                   tuning=replace(ArchiveTuning.from_settings(settings), **options),
+                   history_limit=history_limit, tracer_provider=tracer_provider,
+                   meter_provider=meter_provider)

@@ -21,6 +21,7 @@ from .errors import ArchiveError, RejectedWrite
 from .outbox import Claim, Outbox, OutboxEntry
 from .repository import SupabaseRepository
 from .telemetry import SupabaseTelemetry
+from .tuning import ArchiveTuning
 
 log = logging.getLogger("exai.persistence")
 
@@ -29,16 +30,11 @@ class DeliveryWorker:
     """Delivers outbox writes with ``repository``; ``start()`` once, ``stop()`` at shutdown."""
 
     def __init__(self, outbox: Outbox, repository: SupabaseRepository,
-                 telemetry: SupabaseTelemetry, *, backoff_base_secs: float,
-                 backoff_max_secs: float, idle_poll_secs: float,
-                 stats_interval_secs: float = 1.0) -> None:
+                 telemetry: SupabaseTelemetry, tuning: ArchiveTuning) -> None:
         self.outbox = outbox
         self.repository = repository
         self.telemetry = telemetry
-        self.backoff_base_secs = backoff_base_secs
-        self.backoff_max_secs = backoff_max_secs
-        self.idle_poll_secs = idle_poll_secs
-        self.stats_interval_secs = stats_interval_secs
+        self.tuning = tuning
         self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
@@ -88,7 +84,7 @@ class DeliveryWorker:
                 claim = await self.outbox.claim()
                 if claim is None:
                     await self._refresh_stats(force=True)
-                    await self._sleep(self.idle_poll_secs)
+                    await self._sleep(self.tuning.idle_poll_secs)
                     continue
                 await self._deliver_until_settled(claim)
                 await self._refresh_stats()
@@ -96,7 +92,7 @@ class DeliveryWorker:
                 raise
             except Exception:  # noqa: BLE001 - the worker must outlive any bug in one write
                 log.exception("Supabase outbox worker: unexpected error; continuing")
-                await self._sleep(self.idle_poll_secs)
+                await self._sleep(self.tuning.idle_poll_secs)
 
     async def _sleep(self, seconds: float) -> None:
         """Sleep, waking early for new work or shutdown."""
@@ -116,7 +112,7 @@ class DeliveryWorker:
 
     async def _refresh_stats(self, force: bool = False) -> None:
         now = time.monotonic()
-        if force or now - self._stats_at >= self.stats_interval_secs:
+        if force or now - self._stats_at >= self.tuning.stats_interval_secs:
             self._stats_at = now
             await self.outbox.stats()
 
@@ -137,8 +133,8 @@ class DeliveryWorker:
                 self.telemetry.failure(exc.error_type, "retry")
                 if claim.source == "memory" and await self.outbox.spill_memory_to_redis():
                     return  # now durable in Redis; it is taken from there on the next round
-                delay = backoff.equal_jitter(attempt, self.backoff_base_secs,
-                                             self.backoff_max_secs)
+                delay = backoff.equal_jitter(attempt, self.tuning.backoff_base_secs,
+                                             self.tuning.backoff_max_secs)
                 attempt += 1
                 log.warning("Supabase write for conversation %s failed (attempt %d, %s: %s); "
                             "retrying in %.2f s", claim.entry.continuation_id, attempt,
