@@ -24,6 +24,7 @@ looks like any credential is dropped (:func:`upstream_code`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -184,18 +185,26 @@ class Provider:
                 await self._sleep(delay)
                 attempt += 1
 
-    async def _complete_once(self, request: ChatRequest, call: genai.ChatCall) -> ChatResult:
+    @contextlib.asynccontextmanager
+    async def _post(self, request: ChatRequest) -> AsyncIterator[httpx.Response]:
+        """The provider's 200 response to ``request``, read inside the block; another status, a
+        transport error or a body over the cap, while connecting or reading, leaves the block as
+        the ProviderError it means."""
         try:
             async with self._client.stream("POST", self._url, json=_body(request),
-                                           headers=self._headers(stream=False),
+                                           headers=self._headers(stream=request.stream),
                                            timeout=self._timeout) as response:
                 if response.status_code != 200:
                     raise self._status_error(response, await _read_prefix(response))
-                body = await _read_capped(response, self._max_response_bytes)
+                yield response
         except httpx.HTTPError as exc:
             raise self._transport_error(exc) from None
         except sse.ResponseTooLarge:
             raise self._too_large() from None
+
+    async def _complete_once(self, request: ChatRequest, call: genai.ChatCall) -> ChatResult:
+        async with self._post(request) as response:
+            body = await _read_capped(response, self._max_response_bytes)
         try:
             completion = sse.parse_completion(body)
         except sse.ResponseFormatError as exc:
@@ -207,17 +216,8 @@ class Provider:
     async def _stream_once(self, request: ChatRequest, on_chunk: OnChunk | None,
                            call: genai.ChatCall) -> ChatResult:
         acc = sse.StreamAccumulator()
-        try:
-            async with self._client.stream("POST", self._url, json=_body(request),
-                                           headers=self._headers(stream=True),
-                                           timeout=self._timeout) as response:
-                if response.status_code != 200:
-                    raise self._status_error(response, await _read_prefix(response))
-                await self._read_events(response, acc, call, on_chunk)
-        except httpx.HTTPError as exc:
-            raise self._transport_error(exc) from None
-        except sse.ResponseTooLarge:
-            raise self._too_large() from None
+        async with self._post(request) as response:
+            await self._read_events(response, acc, call, on_chunk)
         if not acc.complete:
             raise self._invalid("the stream ended before the answer was complete")
         return self._result(request, call, text=acc.text, response_model=acc.model,
