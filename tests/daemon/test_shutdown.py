@@ -45,8 +45,8 @@ from otel.setup import Batching, CountingExporter, CountingMetricExporter, Telem
 from tests.harness.exai_process import EXAI, TOKEN, spawn_daemon
 from tests.harness.fake_upstream import FakeUpstreamControl
 from tests.harness.hanging_otlp import HangingEndpoint
+from tests.harness.otlp_sink import OtlpSink
 from tests.harness.procs import ManagedProcess
-from tests.mcp.otlp_sink import OtlpSink
 
 DEFAULT_DEADLINE_SECS = 8.0  # Settings.shutdown_timeout_secs
 # From the deadline to the process being gone: writing the last console line and exiting.

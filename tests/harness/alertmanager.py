@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import json
 import subprocess
-import threading
 import time
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from email.message import Message
 from pathlib import Path
 from typing import Any
 
-import httpx
 import yaml
 
-from .procs import LOOPBACK, ManagedProcess, free_port, require_binary
+from .loopback_http import LoopbackHTTPServer
+from .procs import ConfiguredServer, free_port, require_binary
 
 REPO = Path(__file__).resolve().parents[2]
 AM_CONFIG = REPO / "backends" / "alertmanager" / "alertmanager.yml"
@@ -48,32 +46,14 @@ def check_config(path: Path) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=30, check=False)
 
 
-@dataclass
-class Alertmanager:
-    workdir: Path
-    port: int
-    config: Path
-    proc: ManagedProcess = field(init=False)
+class Alertmanager(ConfiguredServer):
+    name = "alertmanager"
 
-    def __post_init__(self) -> None:
-        argv = [
-            require_binary("prometheus-alertmanager", "alertmanager"),
-            f"--config.file={self.config}", f"--storage.path={self.workdir / 'data'}",
-            f"--web.listen-address={LOOPBACK}:{self.port}", "--cluster.listen-address=",
-            "--log.level=warn",
-        ]
-        self.proc = ManagedProcess(
-            name="alertmanager", argv=argv, log_path=self.workdir / "alertmanager.log",
-            ready=lambda: httpx.get(f"{self.url}/-/ready", timeout=1).status_code == 200,
-        )
-
-    @property
-    def url(self) -> str:
-        return f"http://{LOOPBACK}:{self.port}"
-
-    @property
-    def address(self) -> str:
-        return f"{LOOPBACK}:{self.port}"
+    def argv(self) -> list[str]:
+        return [require_binary("prometheus-alertmanager", "alertmanager"),
+                f"--config.file={self.config}", f"--storage.path={self.workdir / 'data'}",
+                f"--web.listen-address={self.address}", "--cluster.listen-address=",
+                "--log.level=warn"]
 
 
 def alertmanager(workdir: Path, webhook_url: str) -> Alertmanager:
@@ -87,42 +67,23 @@ def alertmanager(workdir: Path, webhook_url: str) -> Alertmanager:
     return Alertmanager(workdir, free_port(), config)
 
 
-class WebhookReceiver:
-    """A loopback HTTP server recording every Alertmanager webhook notification it receives."""
+class WebhookReceiver(LoopbackHTTPServer):
+    """Records every Alertmanager webhook notification it receives."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.notifications: list[dict[str, Any]] = []
-        self._lock = threading.Lock()
-        receiver = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server naming
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                payload = json.loads(body or b"{}")
-                payload["_received_at"] = time.time()
-                with receiver._lock:
-                    receiver.notifications.append(payload)
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *_args: Any) -> None:
-                return
-
-        self._server = ThreadingHTTPServer((LOOPBACK, free_port()), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+    def on_post(self, path: str, headers: Message, body: bytes) -> tuple[bytes, str]:
+        payload = json.loads(body or b"{}")
+        payload["_received_at"] = time.time()
+        with self._lock:
+            self.notifications.append(payload)
+        return b"", "text/plain"
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/alerts"
-
-    def start(self) -> WebhookReceiver:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        return f"{self.base_url}/alerts"
 
     def alerts(self, alertname: str, **labels: str) -> list[tuple[float, str, dict[str, Any]]]:
         """(received_at, status, alert) for every delivered alert matching name and labels."""

@@ -76,6 +76,8 @@ class Collector:
     health_port: int
     telemetry_port: int
     proc: ManagedProcess = field(init=False)
+    otlp_grpc: str = field(init=False)  # what a daemon's OTLP/gRPC exporter points at
+    otlp_http: str = field(init=False)
 
     def __post_init__(self) -> None:
         self.proc = ManagedProcess(
@@ -83,14 +85,8 @@ class Collector:
             log_path=self.workdir / "otelcol.log", env=self.env,
             ready=lambda: _healthy(self.health_port), ready_timeout=60,
         )
-
-    @property
-    def otlp_grpc(self) -> str:
-        return f"http://{LOOPBACK}:{self.grpc_port}"
-
-    @property
-    def otlp_http(self) -> str:
-        return f"http://{LOOPBACK}:{self.http_port}"
+        self.otlp_grpc = f"http://{LOOPBACK}:{self.grpc_port}"
+        self.otlp_http = f"http://{LOOPBACK}:{self.http_port}"
 
     def self_metrics(self) -> dict[str, float]:
         """The collector's own Prometheus metrics, summed by name (labels dropped)."""
@@ -144,6 +140,8 @@ class StandIn:
     grpc_port: int
     http_port: int
     proc: ManagedProcess = field(init=False)
+    grpc_endpoint: str = field(init=False)  # what the main collector's Tempo exporter names
+    loki_endpoint: str = field(init=False)  # its Loki exporter's (Loki serves OTLP under /otlp)
 
     def __post_init__(self) -> None:
         env = {
@@ -157,30 +155,14 @@ class StandIn:
             log_path=self.workdir / "standin.log", env=env,
             ready=lambda: port_open(self.grpc_port) and port_open(self.http_port), ready_timeout=60,
         )
-
-    @property
-    def grpc_endpoint(self) -> str:
-        """What the main collector's otlp_grpc/tempo exporter points at."""
-        return f"{LOOPBACK}:{self.grpc_port}"
-
-    @property
-    def loki_endpoint(self) -> str:
-        """What the main collector's otlp_http/loki exporter points at (Loki serves /otlp)."""
-        return f"http://{LOOPBACK}:{self.http_port}/otlp"
-
-    @property
-    def traces_file(self) -> Path:
-        return self.workdir / "traces.jsonl"
-
-    @property
-    def logs_file(self) -> Path:
-        return self.workdir / "logs.jsonl"
+        self.grpc_endpoint = f"{LOOPBACK}:{self.grpc_port}"
+        self.loki_endpoint = f"http://{LOOPBACK}:{self.http_port}/otlp"
 
     def spans(self) -> list[dict[str, Any]]:
-        return list(iter_spans(self.traces_file))
+        return list(iter_spans(self.workdir / "traces.jsonl"))  # standin-config.yaml's paths
 
     def log_records(self) -> list[dict[str, Any]]:
-        return list(iter_log_records(self.logs_file))
+        return list(iter_log_records(self.workdir / "logs.jsonl"))
 
 
 def standin(workdir: Path) -> StandIn:
@@ -224,27 +206,28 @@ def _lines(path: Path) -> Iterator[dict[str, Any]]:
                 continue
 
 
+def _resource_items(path: Path, kind: str, scope: str,
+                    items: str) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    """(decoded resource attributes, item) for every item of every export request in ``path``."""
+    for request in _lines(path):
+        for group in request.get(kind, []):
+            resource = attrs(group.get("resource", {}).get("attributes", []))
+            for scoped in group.get(scope, []):
+                for item in scoped.get(items, []):
+                    yield resource, item
+
+
 def iter_spans(path: Path) -> Iterator[dict[str, Any]]:
     """Spans with ``resource`` and decoded ``attrs`` added."""
-    for request in _lines(path):
-        for rs in request.get("resourceSpans", []):
-            resource = attrs(rs.get("resource", {}).get("attributes", []))
-            for ss in rs.get("scopeSpans", []):
-                for span in ss.get("spans", []):
-                    yield {**span, "resource": resource, "attrs": attrs(span.get("attributes", []))}
+    for resource, span in _resource_items(path, "resourceSpans", "scopeSpans", "spans"):
+        yield {**span, "resource": resource, "attrs": attrs(span.get("attributes", []))}
 
 
 def iter_log_records(path: Path) -> Iterator[dict[str, Any]]:
     """Log records with ``resource``, decoded ``attrs`` and decoded ``body_value`` added."""
-    for request in _lines(path):
-        for rl in request.get("resourceLogs", []):
-            resource = attrs(rl.get("resource", {}).get("attributes", []))
-            for sl in rl.get("scopeLogs", []):
-                for rec in sl.get("logRecords", []):
-                    yield {
-                        **rec, "resource": resource, "attrs": attrs(rec.get("attributes", [])),
-                        "body_value": attr_value(rec.get("body", {})),
-                    }
+    for resource, rec in _resource_items(path, "resourceLogs", "scopeLogs", "logRecords"):
+        yield {**rec, "resource": resource, "attrs": attrs(rec.get("attributes", [])),
+               "body_value": attr_value(rec.get("body", {}))}
 
 
 # --- Prometheus text exposition (the collector's self-metrics) ---------------------------------

@@ -14,6 +14,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
+
+import httpx
 
 LOOPBACK = "127.0.0.1"
 
@@ -118,3 +121,36 @@ class ManagedProcess:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except FileNotFoundError:
             return "(no log)"
+
+
+@dataclass
+class ConfiguredServer:
+    """A server run with one config file on a loopback port, ready when ``GET /-/ready`` answers
+    200 (Prometheus and Alertmanager alike); ``proc`` starts and stops it."""
+
+    name: ClassVar[str]
+    ready_timeout: ClassVar[float] = 30.0
+
+    workdir: Path
+    port: int
+    config: Path
+    proc: ManagedProcess = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.proc = ManagedProcess(
+            name=self.name, argv=self.argv(), log_path=self.workdir / f"{self.name}.log",
+            ready=self._ready, ready_timeout=self.ready_timeout)
+
+    def argv(self) -> list[str]:
+        raise NotImplementedError
+
+    @property
+    def address(self) -> str:
+        return f"{LOOPBACK}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.address}"
+
+    def _ready(self) -> bool:
+        return httpx.get(f"{self.url}/-/ready", timeout=1).status_code == 200

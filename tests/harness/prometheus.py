@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import yaml
 
-from .procs import LOOPBACK, ManagedProcess, free_port, require_binary
+from .procs import ConfiguredServer, free_port, require_binary
 
 REPO = Path(__file__).resolve().parents[2]
 PROM_DIR = REPO / "backends" / "prometheus"
@@ -51,38 +50,22 @@ def prepare_config(confdir: Path, *, collector_metrics: str | None, alertmanager
     return config
 
 
-@dataclass
-class Prometheus:
+class Prometheus(ConfiguredServer):
     """A running Prometheus plus a small HTTP API client."""
 
-    workdir: Path
-    port: int
-    config: Path
-    proc: ManagedProcess = field(init=False)
+    name = "prometheus"
+    ready_timeout = 60.0
 
-    def __post_init__(self) -> None:
-        argv = [
-            require_binary("prometheus"), f"--config.file={self.config}",
-            f"--storage.tsdb.path={self.workdir / 'data'}",
-            f"--web.listen-address={LOOPBACK}:{self.port}",
-            "--web.enable-remote-write-receiver", "--enable-feature=exemplar-storage",
-            "--storage.tsdb.retention.time=2h", "--log.level=warn",
-        ]
-        self.proc = ManagedProcess(
-            name="prometheus", argv=argv, log_path=self.workdir / "prometheus.log",
-            ready=self._ready, ready_timeout=60,
-        )
-
-    @property
-    def url(self) -> str:
-        return f"http://{LOOPBACK}:{self.port}"
+    def argv(self) -> list[str]:
+        return [require_binary("prometheus"), f"--config.file={self.config}",
+                f"--storage.tsdb.path={self.workdir / 'data'}",
+                f"--web.listen-address={self.address}",
+                "--web.enable-remote-write-receiver", "--enable-feature=exemplar-storage",
+                "--storage.tsdb.retention.time=2h", "--log.level=warn"]
 
     @property
     def remote_write_url(self) -> str:
         return f"{self.url}/api/v1/write"
-
-    def _ready(self) -> bool:
-        return httpx.get(f"{self.url}/-/ready", timeout=1).status_code == 200
 
     def _get(self, path: str, **params: Any) -> Any:
         reply = httpx.get(f"{self.url}{path}", params=params, timeout=10).json()

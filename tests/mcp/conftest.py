@@ -20,9 +20,8 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 
 from tests.harness.exai_process import EXAI, TOKEN, daemon_env, spawn_fake_llm
 from tests.harness.fake_upstream import FakeUpstreamControl
+from tests.harness.otlp_sink import OtlpSink
 from tests.harness.procs import ManagedProcess, free_port, port_open
-
-from .otlp_sink import OtlpSink
 
 
 def otel_env(sink: OtlpSink) -> dict[str, str]:

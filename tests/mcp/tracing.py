@@ -10,7 +10,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
-from .otlp_sink import SinkSpan
+from tests.harness.otlp_sink import SinkSpan
 
 
 @contextmanager
