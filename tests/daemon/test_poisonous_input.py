@@ -8,7 +8,6 @@ must not come back out through error text (console, exported logs and spans, ``/
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import logging
@@ -30,26 +29,10 @@ from otel.logs import bridge_handler, console_handler
 from tests.harness.redis_server import redis_process
 
 from .conftest import TOKEN, eventually
+from .raw_session import exchange, raw_session, still_usable
 
 LONE = "\udc00"
 HUGE = "9" * 5000  # past Python's 4300-digit limit for int <-> str
-
-
-async def _raw_session(url: str):
-    ws = await connect(url)
-    await ws.send(json.dumps({"op": "hello", "token": TOKEN}))
-    assert json.loads(await ws.recv())["ok"] is True
-    return ws
-
-
-async def _exchange(ws, payload: str) -> dict:
-    await ws.send(payload)
-    return json.loads(await asyncio.wait_for(ws.recv(), 5))
-
-
-async def _still_usable(ws) -> None:
-    reply = await _exchange(ws, json.dumps({"op": "ping", "request_id": "alive"}))
-    assert reply == {"op": "pong", "request_id": "alive"}
 
 
 def _call(request_id: str, **fields) -> dict:
@@ -70,14 +53,11 @@ def _call(request_id: str, **fields) -> dict:
 ], ids=["request_id", "id", "op", "name", "correlation_id", "prompt", "key", "meta"])
 async def test_lone_surrogate_anywhere_is_a_validation_error_and_the_session_lives(
         running, frame, echoed):
-    ws = await _raw_session(running.url)
-    try:
-        reply = await _exchange(ws, json.dumps(frame))
+    async with raw_session(running.url) as ws:
+        reply = await exchange(ws, json.dumps(frame))
         assert reply["op"] == "error" and reply["error"]["code"] == "VALIDATION_ERROR", reply
         assert reply.get("request_id") == echoed  # a poisonous id is never echoed
-        await _still_usable(ws)
-    finally:
-        await ws.close()
+        await still_usable(ws)
 
 
 @pytest.mark.parametrize("raw_id, decoded", [
@@ -85,42 +65,31 @@ async def test_lone_surrogate_anywhere_is_a_validation_error_and_the_session_liv
     ("\\\\udc00", "\\udc00"),          # an escaped backslash, then plain letters
 ])
 async def test_surrogate_pairs_and_lookalikes_are_accepted(running, raw_id, decoded):
-    ws = await _raw_session(running.url)
-    try:
-        reply = await _exchange(ws, '{"op": "ping", "request_id": "%s"}' % raw_id)
+    async with raw_session(running.url) as ws:
+        reply = await exchange(ws, '{"op": "ping", "request_id": "%s"}' % raw_id)
         assert reply == {"op": "pong", "request_id": decoded}
-    finally:
-        await ws.close()
 
 
 async def test_upper_case_surrogate_escape_is_caught_too(running):
-    ws = await _raw_session(running.url)
-    try:
-        reply = await _exchange(ws, '{"op": "ping", "request_id": "\\uDC00"}')
+    async with raw_session(running.url) as ws:
+        reply = await exchange(ws, '{"op": "ping", "request_id": "\\uDC00"}')
         assert reply["error"]["code"] == "VALIDATION_ERROR" and "request_id" not in reply
-        await _still_usable(ws)
-    finally:
-        await ws.close()
+        await still_usable(ws)
 
 
 async def test_a_poisonous_frame_costs_nobody_their_telemetry(running, capture):
     """The OTLP encoders run over the whole batch: one unencodable string would drop it all."""
-    ws = await _raw_session(running.url)
-    other = await _raw_session(running.url)
-    try:
+    async with raw_session(running.url) as ws, raw_session(running.url) as other:
         for socket, request_id in ((ws, "before-1"), (other, "other-1")):
-            reply = await _exchange(socket, json.dumps(
+            reply = await exchange(socket, json.dumps(
                 {"op": "call_tool", "request_id": request_id, "name": "no-such-tool"}))
             assert reply["error"]["code"] == "TOOL_NOT_FOUND"
         for poison in ({"op": "call_tool", "request_id": LONE, "name": "no-such-tool"},
                        {"op": "call_tool", "request_id": "p2", "name": f"no-such{LONE}"}):
-            assert (await _exchange(ws, json.dumps(poison)))["op"] == "error"
-        reply = await _exchange(ws, json.dumps(
+            assert (await exchange(ws, json.dumps(poison)))["op"] == "error"
+        reply = await exchange(ws, json.dumps(
             {"op": "call_tool", "request_id": "after-1", "name": "no-such-tool"}))
         assert reply["error"]["code"] == "TOOL_NOT_FOUND"
-    finally:
-        await ws.close()
-        await other.close()
 
     def bodies() -> list[str]:
         return [str(record.log_record.body) for record in capture.logs()]
@@ -140,23 +109,17 @@ async def test_a_poisonous_frame_costs_nobody_their_telemetry(running, capture):
     '{"op": "ping", "request_id": -%s}' % ("9" * 128),
 ])
 async def test_over_long_numbers_are_an_error_frame_not_a_closed_session(running, payload):
-    ws = await _raw_session(running.url)
-    try:
-        reply = await _exchange(ws, payload)
+    async with raw_session(running.url) as ws:
+        reply = await exchange(ws, payload)
         assert reply["op"] == "error" and reply["error"]["code"] == "VALIDATION_ERROR", reply
         assert "request_id" not in reply
-        await _still_usable(ws)
-    finally:
-        await ws.close()
+        await still_usable(ws)
 
 
 async def test_integer_ids_up_to_the_id_length_are_their_decimal_string(running):
-    ws = await _raw_session(running.url)
-    try:
-        reply = await _exchange(ws, '{"op": "ping", "request_id": %s}' % ("9" * 128))
+    async with raw_session(running.url) as ws:
+        reply = await exchange(ws, '{"op": "ping", "request_id": %s}' % ("9" * 128))
         assert reply == {"op": "pong", "request_id": "9" * 128}
-    finally:
-        await ws.close()
 
 
 async def _close_code_after_hello(url: str, payload: str) -> int | None:
@@ -202,13 +165,10 @@ FORGED = "\n2026-01-01 00:00:00,000 CRITICAL app.server trace_id=- FORGED\r\x1b[
 
 async def test_client_text_cannot_forge_console_lines_or_exported_records(running, console,
                                                                           capture):
-    ws = await _raw_session(running.url)
-    try:
-        reply = await _exchange(ws, json.dumps(
+    async with raw_session(running.url) as ws:
+        reply = await exchange(ws, json.dumps(
             {"op": "call_tool", "request_id": f"forge{FORGED}", "name": "no-such-tool"}))
         assert reply["request_id"] == f"forge{FORGED}"  # the client's id comes back unchanged
-    finally:
-        await ws.close()
     await eventually(lambda: "forge" in console.getvalue())
     lines = console.getvalue().splitlines()
     assert lines and all(CONSOLE_LINE.match(line) for line in lines), lines

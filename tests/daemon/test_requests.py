@@ -6,29 +6,11 @@ import asyncio
 import json
 
 import pytest
-from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from app.protocol import CloseCode
 
-from .conftest import TOKEN
-
-
-async def _raw_session(url: str, **kwargs):
-    ws = await connect(url, **kwargs)
-    await ws.send(json.dumps({"op": "hello", "token": TOKEN}))
-    assert json.loads(await ws.recv())["ok"] is True
-    return ws
-
-
-async def _exchange(ws, payload) -> dict:
-    await ws.send(payload)
-    return json.loads(await asyncio.wait_for(ws.recv(), 5))
-
-
-async def _still_usable(ws) -> None:
-    reply = await _exchange(ws, json.dumps({"op": "ping", "request_id": "alive"}))
-    assert reply == {"op": "pong", "request_id": "alive"}
+from .raw_session import exchange, raw_session, still_usable
 
 
 @pytest.mark.parametrize("payload, code", [
@@ -44,35 +26,29 @@ async def _still_usable(ws) -> None:
 ])
 async def test_malformed_frames_get_an_error_frame_and_the_connection_survives(running, payload,
                                                                                code):
-    ws = await _raw_session(running.url)
-    try:
-        reply = await _exchange(ws, payload)
+    async with raw_session(running.url) as ws:
+        reply = await exchange(ws, payload)
         assert reply["op"] == "error"
         assert reply["error"]["code"] == code
         assert reply["error"]["message"]
         if '"request_id": "r' in payload:
             assert reply["request_id"].startswith("r")
-        await _still_usable(ws)
-    finally:
-        await ws.close()
+        await still_usable(ws)
 
 
 async def test_binary_frame_after_hello_is_an_error_not_a_close(running):
-    ws = await _raw_session(running.url)
-    try:
-        reply = await _exchange(ws, b"\x00binary")
+    async with raw_session(running.url) as ws:
+        reply = await exchange(ws, b"\x00binary")
         assert reply["op"] == "error" and reply["error"]["code"] == "INVALID_REQUEST"
-        await _still_usable(ws)
-    finally:
-        await ws.close()
+        await still_usable(ws)
 
 
 async def test_oversize_frame_closes_1009_and_daemon_keeps_serving(start_daemon):
     daemon = await start_daemon(EXAI_WS_MAX_BYTES=4096)
-    ws = await _raw_session(daemon.url)
-    await ws.send(json.dumps({"op": "ping", "pad": "x" * 10_000}))
-    with pytest.raises(ConnectionClosed):
-        await asyncio.wait_for(ws.recv(), 5)
+    async with raw_session(daemon.url) as ws:
+        await ws.send(json.dumps({"op": "ping", "pad": "x" * 10_000}))
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 5)
     assert ws.close_code == CloseCode.TOO_BIG
     client = await daemon.client()
     assert (await client.ping())["op"] == "pong"
@@ -102,15 +78,12 @@ async def test_invalid_arguments_name_the_field(client, arguments, field):
 
 
 async def test_request_without_id_gets_one_and_legacy_id_is_accepted(running):
-    ws = await _raw_session(running.url)
-    try:
-        reply = await _exchange(ws, json.dumps({"op": "call_tool", "name": "version"}))
+    async with raw_session(running.url) as ws:
+        reply = await exchange(ws, json.dumps({"op": "call_tool", "name": "version"}))
         assert reply["op"] == "call_tool_res" and reply["request_id"]
-        reply = await _exchange(ws, json.dumps({"op": "call_tool", "id": "legacy-7",
+        reply = await exchange(ws, json.dumps({"op": "call_tool", "id": "legacy-7",
                                                 "name": "version"}))
         assert reply["request_id"] == "legacy-7" and reply["ok"] is True
-    finally:
-        await ws.close()
 
 
 async def test_list_tools_describes_the_four_tools(client):
@@ -144,8 +117,7 @@ async def test_legacy_chat_arguments_are_accepted_and_reported_ignored(client):
 
 async def test_duplicate_request_id_in_flight_is_refused(running, fake_upstream):
     await fake_upstream.aconfig(latency_ms=400)
-    ws = await _raw_session(running.url)
-    try:
+    async with raw_session(running.url) as ws:
         call = {"op": "call_tool", "request_id": "same", "name": "chat",
                 "arguments": {"prompt": "slow"}}
         await ws.send(json.dumps(call))
@@ -158,8 +130,6 @@ async def test_duplicate_request_id_in_flight_is_refused(running, fake_upstream)
         assert replies[0]["ok"] is False
         assert replies[0]["error"]["code"] == "DUPLICATE_REQUEST_ID"
         assert replies[1]["ok"] is True and replies[1]["metadata"]["provider"] == "glm"
-    finally:
-        await ws.close()
 
 
 async def test_hello_ack_announces_the_tool_timeout(start_daemon):

@@ -86,24 +86,21 @@ async def test_outages_and_misconfiguration_are_retryable(repo: SupabaseReposito
     await repo.ping()
 
 
-async def test_wrong_key_and_missing_table_are_not_poison(server: PostgrestTestServer) -> None:
-    wrong = await SupabaseRepository.connect(server.url, "another-fake-key",
-                                             SupabaseTelemetry(None, server.url))
+async def _ping_error_code(server: PostgrestTestServer, key: str) -> str | None:
+    """The PostgREST code of the ArchiveUnavailable a fresh client's ping raises."""
+    repo = await SupabaseRepository.connect(server.url, key, SupabaseTelemetry(None, server.url))
     try:
         with pytest.raises(ArchiveUnavailable) as info:
-            await wrong.ping()
-        assert info.value.code == "PGRST301"
+            await repo.ping()
+        return info.value.code
     finally:
-        await wrong.aclose()
+        await repo.aclose()
+
+
+async def test_wrong_key_and_missing_table_are_not_poison(server: PostgrestTestServer) -> None:
+    assert await _ping_error_code(server, "another-fake-key") == "PGRST301"
     server.tables = ("messages",)  # as if the migration had not been run
-    right = await SupabaseRepository.connect(server.url, FAKE_SERVICE_ROLE_KEY,
-                                             SupabaseTelemetry(None, server.url))
-    try:
-        with pytest.raises(ArchiveUnavailable) as missing:
-            await right.ping()
-        assert missing.value.code == "PGRST205"
-    finally:
-        await right.aclose()
+    assert await _ping_error_code(server, FAKE_SERVICE_ROLE_KEY) == "PGRST205"
 
 
 async def test_test_server_maps_unique_violations_to_409(server: PostgrestTestServer) -> None:

@@ -65,16 +65,22 @@ def _send_while_down(outage: Outage, service: str) -> set[str]:
     return {s.trace_id for s in sent}
 
 
-def test_tempo_outage_queues_and_delivers_everything(outage: Outage) -> None:
-    service = unique_service("outage")
-    sent = _send_while_down(outage, service)
-    queued = _queue(outage)
+def _bring_tempo_back(outage: Outage, service: str, sent: set[str]) -> float:
+    """Start the Tempo stand-in again; seconds until every trace in ``sent`` arrived."""
     outage.tempo.proc.start()
     back = time.monotonic()
     wait_until(lambda: _arrived(outage, service) == sent, timeout=60,
                what=f"all {M} traces after Tempo returned", interval=0.5)
+    return time.monotonic() - back
+
+
+def test_tempo_outage_queues_and_delivers_everything(outage: Outage) -> None:
+    service = unique_service("outage")
+    sent = _send_while_down(outage, service)
+    queued = _queue(outage)
+    took = _bring_tempo_back(outage, service, sent)
     print(f"\nMEASURED outage: {M} traces queued ({queued:.0f} requests) while Tempo was down, "
-          f"all delivered {time.monotonic() - back:.1f}s after it returned")
+          f"all delivered {took:.1f}s after it returned")
     wait_until(lambda: _queue(outage) == 0, timeout=30, what="queue drained")
 
 
@@ -84,9 +90,6 @@ def test_queue_survives_a_collector_restart(outage: Outage) -> None:
     outage.collector.proc.stop(timeout=30)
     outage.collector.proc.start()
     assert _queue(outage) > 0, "the persistent queue came back empty"
-    outage.tempo.proc.start()
-    back = time.monotonic()
-    wait_until(lambda: _arrived(outage, service) == sent, timeout=60,
-               what=f"all {M} traces after collector restart and Tempo's return", interval=0.5)
+    took = _bring_tempo_back(outage, service, sent)
     print(f"\nMEASURED restart: {M} traces queued, collector restarted, all delivered "
-          f"{time.monotonic() - back:.1f}s after Tempo returned")
+          f"{took:.1f}s after Tempo returned")
