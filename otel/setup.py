@@ -457,25 +457,23 @@ def configure_telemetry(
 
 
 def _instrument_libraries(tracer_provider: TracerProvider, meter_provider: MeterProvider) -> list:
-    """httpx (provider and Supabase calls), redis (thread store) and the process's resources.
+    """httpx (provider and Supabase calls), redis (thread store and outbox, see
+    :class:`RedisInstrumentation`) and the process's resources.
 
     httpx records no headers, so API keys in ``Authorization`` never reach a span. Its duration
     histogram is left out: the collector derives the same RED metrics from the HTTP spans
     (span_metrics), and recording it cost an SDK measurement on every request.
     """
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
-    from opentelemetry.instrumentation.redis import RedisInstrumentor
     from opentelemetry.instrumentation.system_metrics import SystemMetricsInstrumentor
 
-    instrumentors = []
+    instrumentors: list[Any] = []
     httpx_instrumentor = HTTPXClientInstrumentor()
     httpx_instrumentor.instrument(tracer_provider=tracer_provider,
                                   meter_provider=metrics.NoOpMeterProvider())
     instrumentors.append(httpx_instrumentor)
 
-    redis_instrumentor = RedisInstrumentor()
-    redis_instrumentor.instrument(tracer_provider=tracer_provider)
-    instrumentors.append(redis_instrumentor)
+    instrumentors.append(RedisInstrumentation().instrument(tracer_provider))
 
     process_metrics = SystemMetricsInstrumentor(config={
         "process.cpu.utilization": None,
@@ -489,3 +487,117 @@ def _instrument_libraries(tracer_provider: TracerProvider, meter_provider: Meter
     process_metrics.instrument(meter_provider=meter_provider)
     instrumentors.append(process_metrics)
     return instrumentors
+
+
+# The pipeline classes whose ``execute`` the Redis instrumentation wraps (async and sync), and
+# the instrumentation scope of its spans (its module's name).
+_REDIS_PIPELINES = ("redis.asyncio.client.Pipeline", "redis.client.Pipeline")
+_REDIS_SCOPE = "opentelemetry.instrumentation.redis"
+
+
+class RedisInstrumentation:
+    """``opentelemetry-instrumentation-redis``, completed where it departs from the Redis
+    conventions (semantic conventions, db/redis.md).
+
+    The instrumentation (0.66b2) names a pipeline's span after its commands (``RPUSH LTRIM
+    PEXPIRE LRANGE``) and sets neither ``db.operation.name`` nor ``db.namespace`` on any span.
+    By the conventions a transaction is ``MULTI`` and a plain pipeline ``PIPELINE`` (``MULTI
+    RPUSH`` when every command is the same), in the span name and ``db.operation.name`` alike,
+    with ``db.operation.batch.size`` for two or more commands; ``db.namespace`` is the database
+    index the client connects with, as a string. Its other attributes follow
+    ``OTEL_SEMCONV_STABILITY_OPT_IN`` (``database``: ``db.system.name``, ``db.query.text``,
+    ``server.*``; by default the older ``db.system``, ``db.statement``, ``net.peer.*``).
+
+    Commands are completed by the instrumentation's request hook. Pipelines cannot be: it
+    calls no request hook for them, and its response hook only after a pipeline succeeded, so a
+    failed MULTI (what a Redis outage produces) would keep the commands' name. They are named by a
+    wrapper *inside* the instrumentation's, which runs while the pipeline's span is current,
+    before any I/O, whatever the outcome.
+
+    When Redis is instrumented already (an agent's doing), that instrumentation is left alone.
+    """
+
+    def __init__(self) -> None:
+        from opentelemetry.instrumentation.redis import RedisInstrumentor
+
+        self._instrumentor = RedisInstrumentor()
+        self._owned = False
+
+    @property
+    def owned(self) -> bool:
+        """True while this instance's instrumentation is in place (not someone else's)."""
+        return self._owned
+
+    def instrument(self, tracer_provider: trace.TracerProvider) -> RedisInstrumentation:
+        from wrapt import wrap_function_wrapper
+
+        if self._owned or self._instrumentor.is_instrumented_by_opentelemetry:
+            return self
+        for pipeline in _REDIS_PIPELINES:  # first, so that the instrumentation's span is outside
+            module, cls = pipeline.rsplit(".", 1)
+            wrap_function_wrapper(module, f"{cls}.execute", _name_redis_pipeline_span)
+        self._instrumentor.instrument(tracer_provider=tracer_provider,
+                                      request_hook=_complete_redis_command_span)
+        self._owned = True
+        return self
+
+    def uninstrument(self) -> None:
+        from opentelemetry.instrumentation.utils import unwrap
+
+        if not self._owned:
+            return
+        self._instrumentor.uninstrument()  # its wrappers, outside ours
+        for pipeline in _REDIS_PIPELINES:
+            unwrap(pipeline, "execute")
+        self._owned = False
+
+
+def _redis_pipeline_operation(commands: Sequence[str], transaction: bool) -> str:
+    """``db.operation.name`` (and span name) of a pipeline: ``MULTI`` or ``PIPELINE``, followed
+    by the command when every command is the same one."""
+    kind = "MULTI" if transaction else "PIPELINE"
+    distinct = set(commands)
+    return f"{kind} {commands[0]}" if len(distinct) == 1 else kind
+
+
+def _set_redis_namespace(span: trace.Span, client: Any) -> None:
+    """``db.namespace``: the database index the connection was established with (a later
+    ``SELECT`` is not followed: the daemon never sends one)."""
+    index = client.connection_pool.connection_kwargs.get("db")
+    span.set_attribute(names.DB_NAMESPACE, str(index or 0))
+
+
+def _complete_redis_command_span(span: trace.Span, client: Any, args: Sequence[Any],
+                                 _kwargs: dict[str, Any]) -> None:
+    """The instrumentation's request hook (single commands): the command and the namespace."""
+    if span is None or not span.is_recording():
+        return
+    try:
+        if args:
+            span.set_attribute(names.DB_OPERATION_NAME, str(args[0]))
+        _set_redis_namespace(span, client)
+    except (AttributeError, TypeError):  # a client of another shape: the span stays as it is
+        pass
+
+
+def _name_redis_pipeline_span(wrapped: Callable[..., Any], pipeline: Any, args: tuple[Any, ...],
+                              kwargs: dict[str, Any]) -> Any:
+    """Runs inside the instrumentation's ``Pipeline.execute`` wrapper: names its span."""
+    span = trace.get_current_span()
+    scope = getattr(span, "instrumentation_scope", None)
+    if span.is_recording() and scope is not None and scope.name == _REDIS_SCOPE:
+        try:
+            commands = [str(command[0][0]) for command in pipeline.command_stack]
+            # asyncio's flag is is_transaction; the sync one's is transaction (on asyncio's, a
+            # method: the pipeline has every client method)
+            transaction = (pipeline.is_transaction if hasattr(pipeline, "is_transaction")
+                           else pipeline.transaction) is True or pipeline.explicit_transaction
+            operation = _redis_pipeline_operation(commands, transaction)
+            span.update_name(operation)
+            span.set_attribute(names.DB_OPERATION_NAME, operation)
+            if len(commands) != 1:  # one command is a single operation, not a batch
+                span.set_attribute(names.DB_OPERATION_BATCH_SIZE, len(commands))
+            _set_redis_namespace(span, pipeline)
+        except (AttributeError, IndexError, TypeError):  # another shape: the span stays as it is
+            pass
+    return wrapped(*args, **kwargs)

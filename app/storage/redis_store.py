@@ -3,7 +3,8 @@
 Every call goes through ``redis.asyncio.Redis`` methods (commands and MULTI pipelines), which
 ``opentelemetry-instrumentation-redis`` wraps at class level, so each one gets a client span once
 the daemon has instrumented Redis. The instrumentation records no metrics, so every call here
-records ``db.client.operation.duration`` itself.
+records ``db.client.operation.duration`` itself, under the operation name its span has: the
+command, or ``MULTI`` for a transaction of different commands (``otel.setup.RedisInstrumentation``).
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ _PIPELINE_COMMAND = re.compile(r"Command # \d+ \(.*\) of pipeline caused error: 
 # The error code a Redis error reply starts with (OOM, WRONGTYPE, READONLY...), past the quote
 # and parenthesis of the pipeline note.
 _REPLY_CODE = re.compile(r"[('\"]*([A-Z][A-Z_]+)\b")
+
+# db.operation.name of a MULTI ... EXEC of different commands, as the Redis conventions name it.
+MULTI = "MULTI"
 
 # What "Redis is unavailable" looks like: the store falls back to memory on these.
 REDIS_FAILURES: tuple[type[BaseException], ...] = (RedisError, OSError)
@@ -111,7 +115,7 @@ class RedisThreads:
     async def append(self, continuation_id: str, turns: Sequence[Turn]) -> list[Turn]:
         """Append, trim to the newest turns and refresh the TTL in one MULTI; return the thread."""
         key = self.key(continuation_id)
-        async with self._measure("RPUSH LTRIM PEXPIRE LRANGE"):
+        async with self._measure(MULTI):
             async with quiet_pipeline(self._client) as pipe:
                 pipe.rpush(key, *_encode(turns))
                 pipe.ltrim(key, -self._max_turns, -1)
@@ -123,7 +127,7 @@ class RedisThreads:
     async def replace(self, continuation_id: str, turns: Sequence[Turn], ttl_secs: float) -> None:
         """Overwrite a thread with ``turns`` (idempotent, so a write-back may safely be retried)."""
         key = self.key(continuation_id)
-        async with self._measure("DEL RPUSH LTRIM PEXPIRE"):
+        async with self._measure(MULTI):
             async with quiet_pipeline(self._client) as pipe:
                 pipe.delete(key)
                 pipe.rpush(key, *_encode(turns))

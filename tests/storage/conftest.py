@@ -16,6 +16,7 @@ import pytest
 from app.config import Settings
 from app.storage.redis_client import create_redis_client
 from app.storage.threads import ThreadStore, create_thread_store
+from otel.setup import RedisInstrumentation
 from tests.harness.otel_capture import InMemoryTelemetry as Telemetry
 from tests.harness.otel_capture import in_memory_telemetry
 from tests.harness.procs import ManagedProcess
@@ -26,6 +27,16 @@ from tests.harness.redis_server import redis_process
 def telemetry() -> Iterator[Telemetry]:
     with in_memory_telemetry() as captured:
         yield captured
+
+
+@pytest.fixture
+def traced_redis(telemetry: Telemetry) -> Iterator[Telemetry]:
+    """Redis instrumented on this test's tracer provider, as the daemon instruments it."""
+    instrumentation = RedisInstrumentation().instrument(telemetry.tracer_provider)
+    if not instrumentation.owned:
+        pytest.skip("Redis is already instrumented globally by another fixture")
+    yield telemetry
+    instrumentation.uninstrument()
 
 
 @pytest.fixture

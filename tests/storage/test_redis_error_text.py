@@ -12,7 +12,6 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from opentelemetry.instrumentation.redis import RedisInstrumentor
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
@@ -90,17 +89,10 @@ def test_describe_error(error, expected) -> None:
 
 
 async def test_the_redis_client_span_names_the_failed_command_not_its_arguments(
-        own_redis, make_store, telemetry):
-    instrumentor = RedisInstrumentor()
-    if instrumentor.is_instrumented_by_opentelemetry:
-        pytest.skip("redis is instrumented globally by another test's telemetry")
-    instrumentor.instrument(tracer_provider=telemetry.tracer_provider)
-    try:
-        store = await make_store(own_redis.url)
-        await _config(own_redis.url, maxmemory_policy="noeviction", maxmemory=1)
-        await store.append(str(uuid.uuid4()), [Turn("user", PROMPT)])
-    finally:
-        instrumentor.uninstrument()
+        own_redis, make_store, telemetry, traced_redis):
+    store = await make_store(own_redis.url)
+    await _config(own_redis.url, maxmemory_policy="noeviction", maxmemory=1)
+    await store.append(str(uuid.uuid4()), [Turn("user", PROMPT)])
     failed = [s for s in telemetry.finished() if s.status.description]
     assert failed, "the failed MULTI has an error span"
     for span in failed:

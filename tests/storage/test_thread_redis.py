@@ -7,8 +7,7 @@ import json
 import uuid
 
 import pytest
-from opentelemetry.instrumentation.redis import RedisInstrumentor
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, StatusCode
 from redis.asyncio import Redis
 
 from app.storage.memory import MemoryThreads
@@ -16,6 +15,7 @@ from app.storage.redis_store import KEY_PREFIX, RedisThreads
 from app.storage.threads import ThreadStore
 from app.storage.turns import Turn
 from otel import names
+from otel.setup import RedisInstrumentation
 
 
 def contents(thread: list[Turn] | None) -> list[str]:
@@ -89,34 +89,72 @@ async def test_records_operation_duration_with_bounded_attributes(
         await store.load(cid)
     points = {p.attributes[names.DB_OPERATION_NAME]: p
               for p in telemetry.points(names.DB_CLIENT_OPERATION_DURATION)}
-    assert set(points) == {"PING", "RPUSH LTRIM PEXPIRE LRANGE", "LRANGE"}
-    assert points["LRANGE"].count == 3 and points["RPUSH LTRIM PEXPIRE LRANGE"].count == 3
+    assert set(points) == {"PING", "MULTI", "LRANGE"}
+    assert points["LRANGE"].count == 3 and points["MULTI"].count == 3
     for operation, point in points.items():
         assert dict(point.attributes) == {names.DB_SYSTEM_NAME: "redis",
                                           names.DB_OPERATION_NAME: operation}
         assert 0 < point.sum < 1
 
 
-@pytest.fixture
-def traced_redis(telemetry):
-    """Redis instrumentation on this test's tracer provider (as the daemon does globally)."""
-    instrumentor = RedisInstrumentor()
-    if instrumentor.is_instrumented_by_opentelemetry:
-        pytest.skip("Redis is already instrumented globally by another fixture")
-    instrumentor.instrument(tracer_provider=telemetry.tracer_provider)
-    yield telemetry.spans
-    instrumentor.uninstrument()
-
-
-async def test_operations_are_traced_by_redis_instrumentation(
-        redis_server, make_store, traced_redis) -> None:
+async def test_spans_follow_the_redis_conventions(redis_server, make_store, make_client,
+                                                  traced_redis) -> None:
+    """A MULTI is named MULTI (not after its commands), with the batch size and the database
+    index; a single command keeps its name and gets the same attributes; the duration metric
+    names the operation as the span does."""
     store = await make_store(redis_server.url)
     cid = str(uuid.uuid4())
     await store.append(cid, [Turn("user", "x")])
     await store.load(cid)
-    spans = {span.name: span for span in traced_redis.get_finished_spans()}
-    assert {"RPUSH LTRIM PEXPIRE LRANGE", "LRANGE"} <= set(spans)
-    for span in spans.values():
+    other_db = make_client(redis_server.url.rsplit("/", 1)[0] + "/3")
+    async with other_db.pipeline(transaction=False) as pipe:
+        pipe.rpush(f"exai:test:{cid}", "a")
+        pipe.rpush(f"exai:test:{cid}", "b")
+        await pipe.execute()
+    async with other_db.pipeline() as pipe:  # one command: an operation, not a batch
+        pipe.delete(f"exai:test:{cid}")
+        await pipe.execute()
+
+    spans = {span.name: span for span in traced_redis.finished()}
+    assert set(spans) == {"PING", "MULTI", "LRANGE", "PIPELINE RPUSH", "MULTI DEL"}, set(spans)
+    expected = {"PING": ("0", None), "LRANGE": ("0", None), "MULTI": ("0", 4),
+                "PIPELINE RPUSH": ("3", 2), "MULTI DEL": ("3", None)}
+    for name, (namespace, batch_size) in expected.items():
+        span = spans[name]
         assert span.kind is SpanKind.CLIENT
-        system = span.attributes.get("db.system.name") or span.attributes.get("db.system")
+        assert span.attributes[names.DB_OPERATION_NAME] == name
+        assert span.attributes[names.DB_NAMESPACE] == namespace
+        assert span.attributes.get(names.DB_OPERATION_BATCH_SIZE) == batch_size
+        system = span.attributes.get(names.DB_SYSTEM_NAME) or span.attributes.get("db.system")
         assert system == "redis"
+    assert spans["MULTI"].attributes["db.redis.pipeline_length"] == 4  # still the instrumentation's
+    measured = {p.attributes[names.DB_OPERATION_NAME]
+                for p in traced_redis.points(names.DB_CLIENT_OPERATION_DURATION)}
+    assert measured == {"PING", "MULTI", "LRANGE"}
+
+
+async def test_a_failed_multi_is_named_by_the_conventions_too(own_redis, make_store,
+                                                              traced_redis) -> None:
+    """The instrumentation's response hook never runs for a failed pipeline: the name must not
+    depend on it."""
+    store = await make_store(own_redis.url, retry_secs=60)
+    own_redis.kill()
+    await store.append(str(uuid.uuid4()), [Turn("user", "x")])  # falls back to memory
+    assert store.fallback_active
+    [failed] = [s for s in traced_redis.finished() if s.status.status_code is StatusCode.ERROR]
+    assert failed.name == "MULTI" and failed.attributes[names.DB_OPERATION_NAME] == "MULTI"
+    assert failed.attributes[names.DB_OPERATION_BATCH_SIZE] == 4
+    assert failed.attributes[names.DB_NAMESPACE] == "0"
+
+
+def test_uninstrumenting_removes_the_naming_wrapper_too(telemetry) -> None:
+    import redis.asyncio.client
+    import redis.client
+
+    original = (redis.asyncio.client.Pipeline.execute, redis.client.Pipeline.execute)
+    instrumentation = RedisInstrumentation().instrument(telemetry.tracer_provider)
+    if not instrumentation.owned:
+        pytest.skip("Redis is already instrumented globally by another fixture")
+    assert redis.asyncio.client.Pipeline.execute is not original[0]
+    instrumentation.uninstrument()
+    assert (redis.asyncio.client.Pipeline.execute, redis.client.Pipeline.execute) == original
