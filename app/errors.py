@@ -24,6 +24,20 @@ class ErrorCode(StrEnum):
     INTERNAL_ERROR = "INTERNAL_ERROR"
 
 
+# Codes meaning "the request itself was wrong" (an unknown tool, a malformed request): MCP answers
+# them as JSON-RPC errors (the bridge, app/mcp_bridge/results.py) with this code, and telemetry
+# records that code as ``error.type`` as the MCP conventions ask. Every other code is a tool that
+# ran and failed (``isError`` in MCP), recorded with its own low-cardinality ``error.type``.
+PROTOCOL_ERRORS = frozenset({ErrorCode.TOOL_NOT_FOUND, ErrorCode.VALIDATION_ERROR,
+                             ErrorCode.INVALID_REQUEST})
+JSONRPC_INVALID_PARAMS = -32602
+# Failures the caller caused or asked for: logged as warnings, not errors, and left out of the
+# daemon's availability (the SLOs count the rest).
+CALLER_ERRORS = PROTOCOL_ERRORS | {ErrorCode.INVALID_ARGUMENTS, ErrorCode.UNAUTHORIZED,
+                                   ErrorCode.DUPLICATE_REQUEST_ID, ErrorCode.OVER_CAPACITY,
+                                   ErrorCode.CANCELLED, ErrorCode.CONTINUATION_NOT_FOUND}
+
+
 class ExaiError(Exception):
     """Root of every exception the daemon, its client and its bridge raise on purpose, so a
     caller can tell "ours, with a meaning" from a bug or a library's failure."""
@@ -54,6 +68,13 @@ class ToolError(ExaiError):
         self.message = message
         self.details = details
         self.error_type = error_type or code.value
+
+    @property
+    def telemetry_error_type(self) -> str:
+        """``error.type`` on spans and metrics: the JSON-RPC code for a protocol error."""
+        if self.code in PROTOCOL_ERRORS:
+            return str(JSONRPC_INVALID_PARAMS)
+        return self.error_type
 
     def to_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {"code": self.code.value, "message": self.message}

@@ -100,10 +100,19 @@ def _echoable_request_id(frame: dict[str, Any]) -> str | None:
     return None if request_id is None or has_lone_surrogate(request_id) else request_id
 
 
+# MCP protocol versions as published (https://modelcontextprotocol.io/specification/versioning);
+# metrics record one of these or _OTHER, so a client cannot grow their label sets.
+MCP_PROTOCOL_VERSIONS = frozenset({"2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"})
+_PROTOCOL_VERSION = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
 @dataclass(frozen=True)
 class Hello:
     token: str
     session_id: str | None
+    # The MCP version an (older) client announces as ``protocolVersion``; None if absent, or
+    # not shaped like one (YYYY-MM-DD).
+    protocol_version: str | None = None
 
 
 def parse_hello(frame: dict[str, Any]) -> Hello | None:
@@ -112,8 +121,11 @@ def parse_hello(frame: dict[str, Any]) -> Hello | None:
         return None
     token = frame.get("token")
     session_id = frame.get("session_id")
+    version = frame.get("protocolVersion")
     return Hello(token=token if isinstance(token, str) else "",
-                 session_id=session_id if isinstance(session_id, str) and session_id else None)
+                 session_id=session_id if isinstance(session_id, str) and session_id else None,
+                 protocol_version=version if isinstance(version, str)
+                 and _PROTOCOL_VERSION.fullmatch(version) else None)
 
 
 def valid_session_id(session_id: str) -> bool:

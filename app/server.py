@@ -8,6 +8,7 @@ close in time are aborted, so a client that never reads cannot hold the daemon u
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hmac
 import logging
 import time
@@ -27,7 +28,13 @@ from .auth import ServerToken, server_token
 from .config import Settings
 from .errors import ExaiError
 from .protocol import CloseCode
-from .session import Session, SessionLimits, SessionServices
+from .session import (
+    Session,
+    SessionLimits,
+    SessionServices,
+    connection_attributes,
+    metric_connection_attributes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -148,18 +155,20 @@ class WebSocketServer:
         self._handshaking[client] += 1
         try:
             try:
-                session_id = await self._handshake(ws)
+                hello = await self._handshake(ws)
             finally:
                 self._handshaking[client] -= 1
                 if self._handshaking[client] <= 0:
                     del self._handshaking[client]
-            if session_id is not None:
-                await self._serve_session(ws, session_id)
+            if hello is not None:
+                await self._serve_session(ws, hello)
         finally:
             self._connections -= 1
 
-    async def _serve_session(self, ws: ServerConnection, session_id: str) -> None:
-        session = Session(ws, session_id, self._services, self._session_limits)
+    async def _serve_session(self, ws: ServerConnection, hello: protocol.Hello) -> None:
+        session_id = hello.session_id or ""
+        session = Session(ws, session_id, self._services, self._session_limits,
+                          protocol_version=hello.protocol_version)
         self.sessions.add(session)
         self._inst.sessions_active.add(1)
         started = time.perf_counter()
@@ -172,20 +181,24 @@ class WebSocketServer:
             self._inst.session_duration.record(time.perf_counter() - started)
             log.info("session %s closed", session_id)
 
-    async def _handshake(self, ws: ServerConnection) -> str | None:
-        """The session id when hello succeeds; otherwise the socket is closed and None returned."""
+    async def _handshake(self, ws: ServerConnection) -> protocol.Hello | None:
+        """The accepted hello, its session id set; otherwise the socket is closed and None
+        returned."""
         started = time.perf_counter()
         with self._inst.tracer.start_as_current_span(
                 "initialize", kind=SpanKind.SERVER,
-                attributes={names.MCP_METHOD_NAME: "initialize",
-                            names.NETWORK_TRANSPORT: "tcp"}) as span:
+                attributes={**connection_attributes(ws),
+                            names.MCP_METHOD_NAME: "initialize"}) as span:
             error_type = None
             try:
-                session_id = await self._hello(ws)
+                hello = await self._hello(ws)
+                session_id = hello.session_id or ""
                 span.set_attribute(names.MCP_SESSION_ID, session_id)
+                if hello.protocol_version:
+                    span.set_attribute(names.MCP_PROTOCOL_VERSION, hello.protocol_version)
                 ack = protocol.hello_ack(session_id, __version__, self._settings.tool_timeout_secs)
                 await ws.send(protocol.encode(ack))
-                return session_id
+                return hello
             except HandshakeRefused as refused:
                 error_type = refused.reason
                 span.set_attribute(names.ERROR_TYPE, error_type)
@@ -202,12 +215,13 @@ class WebSocketServer:
                 error_type = "connection_closed"
                 return None
             finally:
-                attributes = {names.MCP_METHOD_NAME: "initialize"}
+                attributes = {**metric_connection_attributes(None),
+                              names.MCP_METHOD_NAME: "initialize"}
                 if error_type:
                     attributes[names.ERROR_TYPE] = error_type
                 self._inst.operation_duration.record(time.perf_counter() - started, attributes)
 
-    async def _hello(self, ws: ServerConnection) -> str:
+    async def _hello(self, ws: ServerConnection) -> protocol.Hello:
         try:
             async with asyncio.timeout(self._settings.ws_hello_timeout):
                 message = await ws.recv()
@@ -232,4 +246,4 @@ class WebSocketServer:
         if hello.session_id is not None and not protocol.valid_session_id(hello.session_id):
             raise HandshakeRefused(CloseCode.MISSING_HELLO, "invalid_session_id",
                                    protocol.hello_refused("invalid_session_id"))
-        return hello.session_id or protocol.new_session_id()
+        return dataclasses.replace(hello, session_id=hello.session_id or protocol.new_session_id())

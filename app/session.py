@@ -32,6 +32,7 @@ from otel.propagation import extract_context, trace_id_hex, with_fresh_trace
 from otel.redaction import scrub
 
 from . import protocol
+from .call_log import call_record
 from .errors import ErrorCode, ExaiError, ToolError
 from .limits import CapacityExceeded, Slots, TokenBucket
 from .tools.base import CallContext, ToolRegistry
@@ -41,7 +42,6 @@ log = logging.getLogger(__name__)
 CANCEL_WAIT_SECS = 5.0
 # What a call refused for the session's backlog is told to wait before trying again.
 BACKLOG_RETRY_AFTER_SECS = 1.0
-MAX_ATTRIBUTE_LENGTH = 256
 
 
 @dataclass
@@ -69,15 +69,45 @@ class SessionLimits:
     idle_timeout_secs: float = 600.0
 
 
+def connection_attributes(ws: ServerConnection,
+                          protocol_version: str | None = None) -> dict[str, Any]:
+    """What every SERVER span of a connection carries: transport, protocol, the client's
+    address and port, and the MCP version the client announced."""
+    attributes: dict[str, Any] = {names.NETWORK_TRANSPORT: "tcp",
+                                  names.NETWORK_PROTOCOL_NAME: "websocket"}
+    if ws.remote_address:
+        host, port = ws.remote_address[:2]
+        attributes[names.CLIENT_ADDRESS] = str(host)
+        attributes[names.CLIENT_PORT] = int(port)
+    if protocol_version:
+        attributes[names.MCP_PROTOCOL_VERSION] = protocol_version
+    return attributes
+
+
+def metric_connection_attributes(protocol_version: str | None) -> dict[str, Any]:
+    """The bounded part of ``connection_attributes``, for metrics: no address or port, and a
+    version outside the published ones as _OTHER."""
+    attributes: dict[str, Any] = {names.NETWORK_TRANSPORT: "tcp",
+                                  names.NETWORK_PROTOCOL_NAME: "websocket"}
+    if protocol_version:
+        attributes[names.MCP_PROTOCOL_VERSION] = (
+            protocol_version if protocol_version in protocol.MCP_PROTOCOL_VERSIONS
+            else names.OTHER_VALUE)
+    return attributes
+
+
 class ClientCancelled(ExaiError):
     """Marks a call cancelled by the client's ``cancel`` (as opposed to a disconnect)."""
 
 
 class Session:
     def __init__(self, ws: ServerConnection, session_id: str, services: SessionServices,
-                 limits: SessionLimits | None = None) -> None:
+                 limits: SessionLimits | None = None, protocol_version: str | None = None) -> None:
         self.ws = ws
         self.session_id = session_id
+        self._span_attributes = {**connection_attributes(ws, protocol_version),
+                                 names.MCP_SESSION_ID: session_id}
+        self._metric_attributes = metric_connection_attributes(protocol_version)
         self._services = services
         self._limits = limits or SessionLimits()
         self._inst = services.instruments
@@ -238,9 +268,8 @@ class Session:
         return parent if self._services.telemetry_enabled else with_fresh_trace(parent)
 
     def _base_attributes(self, method: str, request_id: str) -> dict[str, Any]:
-        return {names.MCP_METHOD_NAME: method, names.MCP_SESSION_ID: self.session_id,
-                names.JSONRPC_REQUEST_ID: request_id[:MAX_ATTRIBUTE_LENGTH],
-                names.NETWORK_TRANSPORT: "tcp"}
+        return {**self._span_attributes, names.MCP_METHOD_NAME: method,
+                names.JSONRPC_REQUEST_ID: request_id[:names.MAX_ATTRIBUTE_LENGTH]}
 
     async def _list_tools(self, request: protocol.Request) -> None:
         started = time.perf_counter()
@@ -250,7 +279,8 @@ class Session:
             tools = self._services.tools.describe()
             trace_id = trace_id_hex(span)
         self._inst.operation_duration.record(time.perf_counter() - started,
-                                             {names.MCP_METHOD_NAME: "tools/list"})
+                                             {**self._metric_attributes,
+                                              names.MCP_METHOD_NAME: "tools/list"})
         await self._send(protocol.list_tools_result(request.request_id, tools, trace_id))
 
     async def _call(self, request: protocol.Request, refusal: ToolError | None = None) -> None:
@@ -264,12 +294,14 @@ class Session:
         # Unknown names stay off gen_ai.tool.name: span metrics turn it into a label.
         attributes[names.GEN_AI_TOOL_NAME] = tool_label
         if not known:
-            attributes[names.EXAI_REQUESTED_TOOL] = request.name[:MAX_ATTRIBUTE_LENGTH]
+            attributes[names.EXAI_REQUESTED_TOOL] = request.name[:names.MAX_ATTRIBUTE_LENGTH]
         if request.correlation_id:
-            attributes[names.EXAI_CORRELATION_ID] = request.correlation_id[:MAX_ATTRIBUTE_LENGTH]
+            correlation_id = request.correlation_id[:names.MAX_ATTRIBUTE_LENGTH]
+            attributes[names.EXAI_CORRELATION_ID] = correlation_id
         span_name = f"tools/call {request.name}" if known else "tools/call"
         started = time.perf_counter()
         error_type: str | None = "client_disconnected"  # unless an answer is made
+        reply: dict[str, Any] | None = None
         # The reply is sent inside the span, before the span ends and the duration is recorded:
         # the server's work includes writing the answer, and the client does not wait for the
         # telemetry that follows it.
@@ -281,12 +313,16 @@ class Session:
                 reply, error_type = await self._answer(request, refusal, span)
                 await self._send(reply)
             finally:
-                metric_attributes = {names.MCP_METHOD_NAME: "tools/call",
+                duration = time.perf_counter() - started
+                metric_attributes = {**self._metric_attributes, names.MCP_METHOD_NAME: "tools/call",
                                      names.GEN_AI_TOOL_NAME: tool_label}
                 if error_type:
                     metric_attributes[names.ERROR_TYPE] = error_type
-                self._inst.operation_duration.record(time.perf_counter() - started,
-                                                     metric_attributes)
+                if reply is not None and not reply.get("ok"):
+                    metric_attributes[names.RPC_RESPONSE_STATUS_CODE] = reply["error"]["code"]
+                self._inst.operation_duration.record(duration, metric_attributes)
+                record = call_record(tool_label, request.request_id, reply, error_type, duration)
+                log.log(record.level, "%s", record.message, extra=record.attributes)
 
     async def _answer(self, request: protocol.Request, refusal: ToolError | None,
                       span: trace.Span) -> tuple[dict[str, Any], str | None]:
@@ -295,11 +331,11 @@ class Session:
         try:
             return await self._execute(request, refusal, trace_id), None
         except ToolError as error:
-            return self._failure(span, request.request_id, error, trace_id), error.error_type
+            return self._failure(span, request.request_id, error, trace_id)
         except ClientCancelled:
             cancelled = ToolError(ErrorCode.CANCELLED, "cancelled by the client",
                                   error_type="cancelled")
-            return self._failure(span, request.request_id, cancelled, trace_id), "cancelled"
+            return self._failure(span, request.request_id, cancelled, trace_id)
         except asyncio.CancelledError:
             # The connection closed or the daemon is stopping: nobody is left to answer.
             span.set_attribute(names.ERROR_TYPE, "client_disconnected")
@@ -317,19 +353,23 @@ class Session:
             failure = ToolError(ErrorCode.INTERNAL_ERROR,
                                 "internal error; see the daemon log for this trace",
                                 error_type=error_type)
-            return self._failure(span, request.request_id, failure, trace_id), error_type
+            return self._failure(span, request.request_id, failure, trace_id)
 
     def _failure(self, span: trace.Span, request_id: str, error: ToolError,
-                 trace_id: str) -> dict[str, Any]:
-        span.set_attribute(names.ERROR_TYPE, error.error_type)
-        span.set_status(Status(StatusCode.ERROR, error.code.value))
+                 trace_id: str) -> tuple[dict[str, Any], str]:
+        """The failed reply and the ``error.type`` recorded for it: as the MCP conventions say,
+        the status description is the error's message and the code goes to
+        ``rpc.response.status_code``; a protocol error's type is its JSON-RPC code."""
+        error_type = error.telemetry_error_type
+        span.set_attributes({names.ERROR_TYPE: error_type,
+                             names.RPC_RESPONSE_STATUS_CODE: error.code.value})
+        span.set_status(Status(StatusCode.ERROR, error.message))
         if error.code is ErrorCode.OVER_CAPACITY:
             details = error.details or {}
             self._inst.rejections.add(1, {
                 names.EXAI_REJECTION_REASON: error.error_type,
                 names.EXAI_REJECTION_SCOPE: str(details.get("scope", "session"))})
-        log.info("call %s failed: %s", request_id, error.code.value)
-        return protocol.call_failed(request_id, error.to_dict(), trace_id)
+        return protocol.call_failed(request_id, error.to_dict(), trace_id), error_type
 
     async def _execute(self, request: protocol.Request, refusal: ToolError | None,
                        trace_id: str) -> dict[str, Any]:

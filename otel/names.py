@@ -20,6 +20,7 @@ from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as ge
 from opentelemetry.semconv._incubating.attributes import (
     jsonrpc_attributes,
     mcp_attributes,
+    rpc_attributes,
 )
 from opentelemetry.semconv._incubating.attributes import network_attributes as network
 from opentelemetry.semconv._incubating.metrics import (
@@ -28,6 +29,7 @@ from opentelemetry.semconv._incubating.metrics import (
     process_metrics,
 )
 from opentelemetry.semconv.attributes import (
+    client_attributes,
     db_attributes,
     error_attributes,
     exception_attributes,
@@ -43,6 +45,8 @@ INSTRUMENTATION_SCOPE = "exai"
 # --- attributes -------------------------------------------------------------------------------
 MCP_METHOD_NAME = mcp_attributes.MCP_METHOD_NAME
 MCP_SESSION_ID = mcp_attributes.MCP_SESSION_ID
+MCP_PROTOCOL_VERSION = mcp_attributes.MCP_PROTOCOL_VERSION
+RPC_RESPONSE_STATUS_CODE = rpc_attributes.RPC_RESPONSE_STATUS_CODE
 GEN_AI_TOOL_NAME = gen_ai.GEN_AI_TOOL_NAME
 GEN_AI_OPERATION_NAME = gen_ai.GEN_AI_OPERATION_NAME
 GEN_AI_PROVIDER_NAME = gen_ai.GEN_AI_PROVIDER_NAME
@@ -72,12 +76,19 @@ DB_OPERATION_NAME = db_attributes.DB_OPERATION_NAME
 DB_COLLECTION_NAME = db_attributes.DB_COLLECTION_NAME
 DB_NAMESPACE = db_attributes.DB_NAMESPACE  # Redis: the database index, as a string
 DB_OPERATION_BATCH_SIZE = db_attributes.DB_OPERATION_BATCH_SIZE
+DB_RESPONSE_STATUS_CODE = db_attributes.DB_RESPONSE_STATUS_CODE
 NETWORK_TRANSPORT = network.NETWORK_TRANSPORT
+NETWORK_PROTOCOL_NAME = network.NETWORK_PROTOCOL_NAME
+CLIENT_ADDRESS = client_attributes.CLIENT_ADDRESS
+CLIENT_PORT = client_attributes.CLIENT_PORT
 NETWORK_IO_DIRECTION = network.NETWORK_IO_DIRECTION
 SERVER_ADDRESS = server_attributes.SERVER_ADDRESS
 SERVER_PORT = server_attributes.SERVER_PORT
 
 EXAI_CORRELATION_ID = "exai.correlation_id"
+# The per-call log record (app/call_log.py): "ok", an error code, or "no_answer"; seconds.
+EXAI_CALL_OUTCOME = "exai.call.outcome"
+EXAI_CALL_DURATION = "exai.call.duration"
 EXAI_PRICE_TABLE_VERSION = "exai.price_table.version"
 # rate_limited | over_capacity | origin_not_allowed | host_not_allowed | too_many_connections |
 # idle_timeout | not_reading
@@ -91,6 +102,8 @@ EXAI_SUPABASE_FAILURE_DISPOSITION = "exai.supabase.failure.disposition"  # retry
 
 # Value used on metrics for any model outside the price table, so labels stay bounded.
 OTHER_VALUE = "_OTHER"
+# Longest string value the daemon puts in an attribute (ids and names a client chose).
+MAX_ATTRIBUTE_LENGTH = 256
 
 # Circuit state as a number, so one gauge series per provider can be alerted on (2 = open).
 CIRCUIT_STATE_VALUES = {"closed": 0, "half_open": 1, "open": 2}
@@ -136,7 +149,8 @@ def _metric(name: str, unit: str, kind: Kind, description: str,
     return name
 
 
-_TOOL_CALL = (MCP_METHOD_NAME, GEN_AI_TOOL_NAME, ERROR_TYPE)
+_TOOL_CALL = (MCP_METHOD_NAME, GEN_AI_TOOL_NAME, ERROR_TYPE, RPC_RESPONSE_STATUS_CODE,
+              NETWORK_TRANSPORT, NETWORK_PROTOCOL_NAME, MCP_PROTOCOL_VERSION)
 _REJECTION = (EXAI_REJECTION_REASON, EXAI_REJECTION_SCOPE)
 _GEN_AI = (GEN_AI_OPERATION_NAME, GEN_AI_PROVIDER_NAME, GEN_AI_REQUEST_MODEL,
            GEN_AI_RESPONSE_MODEL, ERROR_TYPE)
@@ -254,6 +268,13 @@ def prometheus_name(name: str) -> str:
     if unit and not prom.endswith(f"_{unit}"):
         prom += f"_{unit}"
     return prom + "_total" if metric.kind == "counter" else prom
+
+
+def label_name(attribute: str) -> str:
+    """The label an attribute becomes in Prometheus, and in Loki's structured metadata (both
+    replace what a label name cannot hold with underscores): ``exai.call.outcome`` ->
+    ``exai_call_outcome``."""
+    return re.sub(r"[^a-zA-Z0-9_]", "_", attribute)
 
 
 def prometheus_series() -> set[str]:

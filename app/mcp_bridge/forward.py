@@ -37,7 +37,6 @@ from .telemetry import BridgeInstruments
 log = logging.getLogger(__name__)
 
 CANCEL_SEND_SECS = 2.0
-MAX_ATTRIBUTE_LENGTH = 256
 OnFrame = Callable[[dict[str, Any]], None]
 
 
@@ -82,7 +81,7 @@ class Forwarder:
             names.MCP_METHOD_NAME: method, names.MCP_SESSION_ID: self._link.session_id,
             names.JSONRPC_REQUEST_ID: request_id, **self._server_attributes}
         if tool is not None:
-            attributes[names.GEN_AI_TOOL_NAME] = tool[:MAX_ATTRIBUTE_LENGTH]
+            attributes[names.GEN_AI_TOOL_NAME] = tool[:names.MAX_ATTRIBUTE_LENGTH]
             attributes[names.GEN_AI_OPERATION_NAME] = "execute_tool"
         outcome: dict[str, Any] = {"error_type": None, "known_tool": True}
         started = time.perf_counter()

@@ -15,14 +15,12 @@ from typing import Any
 import mcp_types as types
 from mcp.shared.exceptions import MCPError
 
-from app.errors import BridgeErrorCode, ErrorCode
+from app.errors import JSONRPC_INVALID_PARAMS, PROTOCOL_ERRORS, BridgeErrorCode, ErrorCode
 from app.protocol import CallReply
 
 TRACE_ID_META_KEY = "exai/trace_id"
 REQUEST_ID_META_KEY = "exai/request_id"
-# Daemon error codes meaning "the request itself was wrong", answered as JSON-RPC errors.
-_PROTOCOL_ERRORS = frozenset({ErrorCode.TOOL_NOT_FOUND, ErrorCode.VALIDATION_ERROR,
-                              ErrorCode.INVALID_REQUEST})
+assert types.INVALID_PARAMS == JSONRPC_INVALID_PARAMS
 
 
 def tools_from(listing: list[dict[str, Any]]) -> list[types.Tool]:
@@ -48,7 +46,7 @@ def call_result(name: str, reply: CallReply) -> types.CallToolResult:
     data = {"code": code, **({"details": details} if details else {}), **meta}
     if code == ErrorCode.TOOL_NOT_FOUND:
         raise MCPError(types.INVALID_PARAMS, f"Unknown tool: {name!r}", data)
-    if code in _PROTOCOL_ERRORS or reply.op != "call_tool_res":
+    if code in PROTOCOL_ERRORS or reply.op != "call_tool_res":
         raise MCPError(types.INVALID_PARAMS, f"{code}: {message}", data)
     text = f"{code}: {message}"
     if details:

@@ -3,6 +3,8 @@ correlation_id and see the whole request, its spans and its log lines, on one pa
 
 from __future__ import annotations
 
+from otel import names
+
 from . import names as n
 from .core import (
     Json,
@@ -26,7 +28,8 @@ HELP = """
   and that every log line shows as `trace_id=...`. The trace opens below with its log lines.
 - `correlation_id`: the legacy id older clients send; the table lists the matching requests.
   Click a trace id in it to open the trace.
-- `request_id`: the id the client chose for one call (`jsonrpc.request.id` on the span).
+- `request_id`: the id the client chose for one call (`jsonrpc.request.id` on the span and on
+  the call's log record, which exists for every call, sampled into Tempo or not).
 
 In Explore (Tempo) the same searches are TraceQL:
 `{ span.exai.correlation_id = "<id>" }` or `{ span.jsonrpc.request.id = "<id>" }`.
@@ -41,6 +44,10 @@ def build() -> Json:
                description="The request with this trace_id: every span, with links to its logs."),
         logs("Log lines of this trace", loki(f'{n.LOG_STREAM} | trace_id = "${{trace_id}}"'),
              height=8),
+        logs("Calls with this request_id", loki(
+            f'{n.CALL_RECORDS} | {n.label_name(names.JSONRPC_REQUEST_ID)} = "${{request_id}}"'),
+             height=6, description="The per-call log records: every call is here, sampled "
+                                   "into Tempo or not; their trace_id opens the trace."),
         table("Requests with this correlation_id", [tempo(
             '{ span.exai.correlation_id = "${correlation_id}" }')], width=12),
         table("Requests with this request_id", [tempo(

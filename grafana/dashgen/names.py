@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from app.providers import table as provider_table
 from otel import names as otel
-from otel.names import prometheus_name
+from otel.names import label_name, prometheus_name
 
 # --- span metrics (100 % of spans, before tail sampling) -----------------------------------------
 SPAN_CALLS = "traces_span_metrics_calls_total"
@@ -80,6 +80,10 @@ COLLECTOR_RSS = "otelcol_process_memory_rss"
 
 # --- logs and traces ------------------------------------------------------------------------------
 LOG_STREAM = '{service_name="exai-daemon"}'
+# The per-call records (app/call_log.py): only they carry exai.call.outcome.
+CALL_OUTCOME = label_name(otel.EXAI_CALL_OUTCOME)
+CALL_RECORDS = f'{LOG_STREAM} | {CALL_OUTCOME} != ""'
+FAILED_CALL_RECORDS = f'{CALL_RECORDS} | {CALL_OUTCOME} != "ok"'
 
 # Providers as the daemon names them (gen_ai.provider.name), for the per-component cards.
 PROVIDERS = {entry.label: entry.otel_name for entry in provider_table.PROVIDERS}

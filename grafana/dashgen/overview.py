@@ -145,9 +145,15 @@ def alerts_and_logs() -> list[Panel]:
         row("Alerts and events"),
         alert_list("Firing and pending alerts", width=24, height=6,
                    description="From the Prometheus alert rules; Alertmanager routes them."),
-        logs("Recent events", loki(n.LOG_STREAM), height=12,
-             description="The daemon's log records. Open a line: the trace_id field links to "
-                         "the whole request in Tempo."),
+        logs("Calls", loki(n.CALL_RECORDS), width=12, height=12,
+             description="One record per finished tool call: tool, provider, model, outcome, "
+                         "duration and tokens (never content). Open a line: its trace_id links "
+                         "to the whole request in Tempo."),
+        logs("Failed calls", loki(n.FAILED_CALL_RECORDS), width=12, height=12,
+             description="The calls above that did not end ok; exai_call_outcome is the error "
+                         "code the client got."),
+        logs("Recent events", loki(n.LOG_STREAM), height=10,
+             description="Every log record of the daemon: sessions, storage, providers, calls."),
     ]
 
 

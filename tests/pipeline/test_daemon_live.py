@@ -125,6 +125,19 @@ async def test_client_traceparent_reaches_tempo_as_one_trace_and_loki_has_its_lo
                what="the daemon's log lines in the Loki stand-in")
     assert any("PROVIDER_ERROR" in str(r.get("body")) for r in logged())
 
+    # Every call, a successful one too, leaves its record in Loki, sampled into Tempo or not.
+    def call_record() -> list[dict]:
+        return [r for r in stack.loki.log_records() if r.get("traceId") == first["trace_id"]
+                and r["attrs"].get("exai.call.outcome") == "ok"]
+    wait_until(lambda: bool(call_record()), timeout=60,
+               what="the successful call's record in the Loki stand-in")
+    record = call_record()[0]
+    assert record["severityText"] == "INFO" and record["spanId"]
+    assert record["attrs"]["gen_ai.tool.name"] == "chat"
+    assert record["attrs"]["gen_ai.provider.name"] == "z_ai"
+    assert record["attrs"]["gen_ai.usage.output_tokens"] > 0
+    assert "start a thread" not in str(record)
+
 
 async def test_span_metrics_count_every_daemon_call_while_tempo_keeps_every_error(
         stack: Stack, live: LiveDaemon) -> None:
