@@ -38,6 +38,7 @@ class SupabaseRepository:
         self._http = http
         self._telemetry = telemetry
         self._secrets = (key,)
+        self._schema = client.options.schema  # what every request addresses (Accept-Profile)
 
     @classmethod
     async def connect(cls, url: str, key: str, telemetry: SupabaseTelemetry, *,
@@ -66,7 +67,7 @@ class SupabaseRepository:
         await self._http.aclose()
 
     async def _call(self, operation: str, table: str, builder: Any) -> Any:
-        async with self._telemetry.operation(operation, table):
+        async with self._telemetry.operation(operation, table, self._schema):
             try:
                 return await builder.execute()
             except Exception as exc:  # every failure leaves as an ArchiveError

@@ -1,8 +1,18 @@
-"""Spans, metrics and slow-operation logs for every Supabase call the archive makes."""
+"""Spans, metrics and slow-operation logs for every Supabase call the archive makes.
+
+A call is a database client operation, traced by the database conventions: a CLIENT span
+``{db.operation.name} {db.collection.name}`` (``upsert messages``). Supabase is PostgreSQL behind
+PostgREST and the conventions list no value for either, so ``db.system.name`` is their
+``postgresql`` (a listed value that applies MUST be used), ``db.namespace`` the schema the client
+addresses (supabase-py's ``public``; the database name is not known to a REST client),
+``db.response.status_code`` the SQLSTATE of a failure when PostgreSQL gave one, and
+``server.address`` / ``server.port`` those of ``SUPABASE_URL``.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
@@ -10,8 +20,10 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from opentelemetry import metrics, trace
+from opentelemetry.semconv.attributes.db_attributes import DbSystemNameValues
 from opentelemetry.trace import Link, Span, SpanKind
 
+from otel import names as catalogue
 from otel.instruments import counter, histogram
 from otel.propagation import extract_context
 
@@ -24,6 +36,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("exai.persistence")
 
 REST_PREFIX = "/rest/v1/"
+DB_SYSTEM = DbSystemNameValues.POSTGRESQL.value
+# A PostgreSQL error code: five digits or capitals (23514). PostgREST's own (PGRST205) and HTTP
+# statuses (503) are not the database's answer.
+_SQLSTATE = re.compile(r"^[0-9A-Z]{5}$")
 
 
 def table_of(path: str) -> str | None:
@@ -73,9 +89,10 @@ class SupabaseTelemetry:
         self.instruments.observe_gauge(names.OUTBOX_AGE, gauge("oldest_age_s"))
         self.instruments.observe_gauge(names.OUTBOX_DEAD_LETTERS, gauge("dead_letters"))
 
-    def _base_attributes(self, operation: str, table: str) -> dict[str, Any]:
+    def _base_attributes(self, operation: str, table: str, schema: str) -> dict[str, Any]:
         attributes: dict[str, Any] = {
-            names.DB_SYSTEM_NAME: names.DB_SYSTEM_VALUE,
+            names.DB_SYSTEM_NAME: DB_SYSTEM,
+            catalogue.DB_NAMESPACE: schema,
             names.DB_OPERATION_NAME: operation,
             names.DB_COLLECTION_NAME: table,
         }
@@ -85,22 +102,27 @@ class SupabaseTelemetry:
         return attributes
 
     @asynccontextmanager
-    async def operation(self, operation: str, table: str) -> AsyncIterator[Span]:
-        """A span ``supabase {operation} {table}`` around one call, its duration, and slowness.
+    async def operation(self, operation: str, table: str,
+                        schema: str = "public") -> AsyncIterator[Span]:
+        """A CLIENT span ``{operation} {table}`` around one call, its duration, and slowness.
 
         The httpx span of the request is its child, renamed ``{METHOD} /rest/v1/{table}``.
         """
-        attributes = self._base_attributes(operation, table)
+        attributes = self._base_attributes(operation, table, schema)
         metric_attributes = {names.DB_OPERATION_NAME: operation, names.DB_COLLECTION_NAME: table}
         started = time.perf_counter()
-        with self.tracer.start_as_current_span(f"supabase {operation} {table}",
-                                               kind=SpanKind.INTERNAL,
+        with self.tracer.start_as_current_span(f"{operation} {table}", kind=SpanKind.CLIENT,
                                                attributes=attributes) as span:
             try:
                 yield span
             except BaseException as exc:
-                error_type = (classify(exc).error_type if isinstance(exc, Exception)
-                              else "cancelled")
+                if isinstance(exc, Exception):
+                    error = classify(exc)
+                    error_type = error.error_type
+                    if error.code and _SQLSTATE.match(error.code):
+                        span.set_attribute(catalogue.DB_RESPONSE_STATUS_CODE, error.code)
+                else:
+                    error_type = "cancelled"
                 metric_attributes[names.ERROR_TYPE] = error_type
                 span.set_attribute(names.ERROR_TYPE, error_type)
                 raise
@@ -117,11 +139,12 @@ class SupabaseTelemetry:
 
     def delivery_span(self, continuation_id: str, messages: int, attempt: int,
                       trace_context: dict[str, str]) -> Any:
-        """The span around one delivery attempt, linked to the chat that recorded the write."""
+        """The span around one delivery attempt, linked to the chat that recorded the write.
+
+        Not a database call itself (its children are), so it names no ``db.system.name``."""
         return self.tracer.start_as_current_span(
             names.DELIVERY_SPAN, kind=SpanKind.INTERNAL, links=link_to(trace_context),
-            attributes={names.DB_SYSTEM_NAME: names.DB_SYSTEM_VALUE,
-                        names.GEN_AI_CONVERSATION_ID: continuation_id,
+            attributes={names.GEN_AI_CONVERSATION_ID: continuation_id,
                         names.OUTBOX_MESSAGES: messages,
                         names.OUTBOX_ATTEMPT: attempt})
 
