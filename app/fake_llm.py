@@ -30,9 +30,11 @@ and U+0085 (unescaped, as JSON allows) to the answer's text (``SEPARATOR_TEXT``)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import random
+import signal
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
@@ -385,10 +387,12 @@ def create_app(config: FakeLLMConfig | None = None) -> web.Application:
 
 
 async def start_fake_llm(host: str = "127.0.0.1", port: int = 0,
-                         config: FakeLLMConfig | None = None) -> tuple[web.AppRunner, int]:
-    """Start serving in the running loop; returns the runner (``await runner.cleanup()`` to stop)
-    and the bound port (a free one when ``port`` is 0)."""
-    runner = web.AppRunner(create_app(config), access_log=None)
+                         config: FakeLLMConfig | None = None, *,
+                         shutdown_timeout: float = 60.0) -> tuple[web.AppRunner, int]:
+    """Start serving in the running loop; returns the runner (``await runner.cleanup()`` to stop,
+    which gives answers in flight ``shutdown_timeout`` s to finish) and the bound port (a free
+    one when ``port`` is 0)."""
+    runner = web.AppRunner(create_app(config), access_log=None, shutdown_timeout=shutdown_timeout)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
@@ -396,9 +400,39 @@ async def start_fake_llm(host: str = "127.0.0.1", port: int = 0,
     return runner, bound
 
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+STOP_GRACE_SECS = 0.25  # what answers in flight get once a stop signal came; then they are cut
+
+
 def run_fake_llm(host: str = "127.0.0.1", port: int = 8090,
                  config: FakeLLMConfig | None = None) -> None:
-    """Serve until interrupted (the ``exai fake-llm`` command)."""
-    web.run_app(create_app(config), host=host, port=port, access_log=None,
-                print=lambda _msg: print(f"fake LLM upstream on http://{host}:{port} "
-                                         "(POST .../chat/completions; /_fake/stats)"))
+    """Serve until SIGTERM or SIGINT (the ``exai fake-llm`` command), then stop within about a
+    second: answers in flight get ``STOP_GRACE_SECS`` to finish before their connections close."""
+    asyncio.run(_serve_until_signalled(host, port, config))
+
+
+async def _serve_until_signalled(host: str, port: int, config: FakeLLMConfig | None) -> None:
+    loop = asyncio.get_running_loop()
+    received: list[signal.Signals] = []
+    stop = asyncio.Event()
+
+    def stopping(sig: signal.Signals) -> None:
+        received.append(sig)
+        stop.set()
+
+    for sig in STOP_SIGNALS:
+        loop.add_signal_handler(sig, stopping, sig)
+    runner, bound = await start_fake_llm(host, port, config, shutdown_timeout=STOP_GRACE_SECS)
+    print(f"fake LLM upstream on http://{host}:{bound} (POST .../chat/completions; /_fake/stats)",
+          flush=True)
+    try:
+        await stop.wait()
+    finally:
+        started = time.monotonic()
+        # Bounded even if a handler ignores its cancellation: the process is leaving anyway.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(STOP_GRACE_SECS + 1.0):
+                await runner.cleanup()
+        why = received[0].name if received else "stop"
+        print(f"fake LLM upstream stopped ({why}) in {time.monotonic() - started:.2f} s",
+              flush=True)
