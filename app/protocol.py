@@ -332,6 +332,23 @@ class ReplyError:
     message: str
     details: dict[str, Any] | None = None
 
+    @property
+    def retry_after(self) -> float | None:
+        """``details.retry_after``: the seconds after which the daemon expects a retry to be
+        accepted (every ``OVER_CAPACITY``, and a provider error that had a ``Retry-After``);
+        None when absent or not a non-negative number."""
+        value = (self.details or {}).get("retry_after")
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+            return float(value)
+        return None
+
+    @property
+    def scope(self) -> str | None:
+        """``details.scope`` of an ``OVER_CAPACITY``: which limit refused the call (``session``,
+        ``global``, ``provider``)."""
+        value = (self.details or {}).get("scope")
+        return value if isinstance(value, str) else None
+
 
 def reply_error(frame: dict[str, Any]) -> ReplyError:
     """The error of a failed reply; a reply with none is the client's ``INVALID_REPLY``."""
