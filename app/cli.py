@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from otel.redaction import escape_controls
 
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from .client_config import DaemonEndpoint
 
 if TYPE_CHECKING:
+    from .loadgen import LoadPlan, LoadSummary
     from .protocol import CallReply
 
 app = typer.Typer(help="The EX-AI daemon and its tools.", no_args_is_help=True,
@@ -184,29 +185,115 @@ def fake_llm(
 @app.command()
 def loadgen(
     url: Annotated[str | None, typer.Option(help="Daemon URL (EXAI_WS_URL).")] = None,
-    calls: Annotated[int, typer.Option(min=1)] = 100,
-    concurrency: Annotated[int, typer.Option(min=1)] = 4,
-    model: Annotated[str | None, typer.Option()] = None,
-    stream: Annotated[bool, typer.Option()] = False,
+    calls: Annotated[int | None, typer.Option(
+        min=1, help="Stop after this many calls (the default, 100, when no --duration).",
+        show_default=False)] = None,
+    duration: Annotated[str | None, typer.Option(
+        help="Stop after this long instead: 30s, 500ms, 2m, 1m30s.", show_default=False)] = None,
+    concurrency: Annotated[int | None, typer.Option(
+        "--concurrency", "-c", min=1, show_default=False,
+        help="Closed loop: callers, each sending its next call once the last was answered "
+             "(default 4).")] = None,
+    rate: Annotated[float | None, typer.Option(
+        show_default=False,
+        help="Open loop instead: calls started per second, whatever the daemon's pace.")] = None,
+    sessions: Annotated[int | None, typer.Option(
+        min=1, show_default=False,
+        help="WebSocket sessions (connections). Default: one per caller; with --rate, enough "
+             "that none is sent more than EXAI_RATE_LIMIT_PER_SEC calls/s.")] = None,
+    models: Annotated[str | None, typer.Option(
+        "--models", "--model", show_default=False,
+        help="Comma-separated models, taken in turn (repeat one to weigh it); default "
+             "DEFAULT_MODEL.")] = None,
+    stream_share: Annotated[float | None, typer.Option(
+        min=0.0, max=1.0, show_default=False,
+        help="Share of calls that stream (0-1; default 0).")] = None,
+    stream: Annotated[bool, typer.Option(help="Every call streams (--stream-share 1).")] = False,
+    continue_share: Annotated[float, typer.Option(
+        min=0.0, max=1.0, help="Share of calls that continue a thread an earlier call "
+                               "started (0-1).")] = 0.0,
+    retry: Annotated[bool, typer.Option(
+        help="Send a call refused with OVER_CAPACITY again once its retry_after has passed "
+             "(rejections are counted either way).")] = True,
+    max_in_flight: Annotated[int | None, typer.Option(
+        min=1, show_default=False,
+        help="Open loop: most calls outstanding; arrivals past it are dropped (default "
+             "256).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the mix (which calls stream, continue).")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
-    """Drive chat calls through the daemon and print calls/s, latency percentiles and errors."""
-    from .loadgen import run_load
+    """Drive chat calls through the daemon (closed loop by --concurrency, or open loop by --rate;
+    for --calls or a --duration) and print calls/s, latency percentiles, what the daemon rejected
+    (OVER_CAPACITY) apart from what failed, and trace ids to look up in Grafana. Ctrl-C (or
+    SIGTERM) stops it early with the summary so far."""
+    import signal
 
+    from .config import Settings
+    from .loadgen import DaemonLimits, run_load
+
+    limits = DaemonLimits.from_settings(Settings())
+    plan = load_plan(calls=calls, duration=duration, concurrency=concurrency, rate=rate,
+                     sessions=sessions, models=models, stream_share=stream_share, stream=stream,
+                     continue_share=continue_share, retry=retry, max_in_flight=max_in_flight,
+                     seed=seed).resolved(limits)
+    for warning in plan.warnings(limits):
+        console.print(f"[yellow]note[/yellow]: {warning}", soft_wrap=True)
     endpoint = _endpoint(url)
-    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console, transient=as_json) as progress:
-        task = progress.add_task("chat calls", total=calls)
-        summary = _run_client(run_load(endpoint.url, endpoint.token, calls, concurrency, model,
-                                       stream, on_done=lambda: progress.advance(task)))
-    result = summary.as_dict()
+    with Progress(TextColumn("{task.description}"), BarColumn(),
+                  TextColumn("{task.fields[count]}"), TimeElapsedColumn(),
+                  TextColumn("{task.fields[tally]}"), console=console,
+                  transient=as_json) as progress:
+        task = progress.add_task("chat calls", total=plan.calls or plan.duration_s, count="",
+                                 tally="")
+
+        def show(summary: LoadSummary, elapsed: float) -> None:
+            done: float
+            if plan.calls is not None:
+                done, count = summary.calls, f"{summary.calls}/{plan.calls}"
+            else:
+                done = min(elapsed, plan.duration_s or elapsed)
+                count = f"{elapsed:.0f}/{plan.duration_s:g} s, {summary.calls} calls"
+            progress.update(task, completed=done, count=count,
+                            tally=f"ok {summary.succeeded}  rejected {summary.rejected}  "
+                                  f"failed {summary.failed}")
+
+        summary = _run_client(run_load(endpoint.url, endpoint.token, plan, limits,
+                                       on_progress=show,
+                                       stop_signals=(signal.SIGINT, signal.SIGTERM)))
+        if not summary.stopped_by:
+            progress.update(task, completed=plan.calls or plan.duration_s)  # the run is over
     if as_json:
-        print(json.dumps(result))
+        print(json.dumps(summary.as_dict()))
     else:
-        for key, value in result.items():
-            console.print(f"{key:>14}: {value}")
+        print("\n".join(summary.lines()))
+    if summary.stopped_by:  # the summary, then the exit status of a process stopped by it
+        raise typer.Exit(128 + signal.Signals[summary.stopped_by].value)
     if summary.succeeded == 0:
         raise typer.Exit(1)
+
+
+def load_plan(*, calls: int | None = None, duration: str | None = None,
+              concurrency: int | None = None, rate: float | None = None,
+              sessions: int | None = None, models: str | None = None,
+              stream_share: float | None = None, stream: bool = False,
+              continue_share: float = 0.0, retry: bool = True, max_in_flight: int | None = None,
+              seed: int = 0) -> LoadPlan:
+    """``exai loadgen``'s options as a plan; options that contradict each other are a usage
+    error (exit 2) naming them."""
+    from .loadgen import LoadPlan, LoadPlanError, parse_duration, parse_models
+
+    try:
+        if stream and stream_share not in (None, 1.0):
+            raise LoadPlanError("give --stream or --stream-share, not both")
+        return LoadPlan(calls=calls,
+                        duration_s=None if duration is None else parse_duration(duration),
+                        concurrency=concurrency, rate=rate, sessions=sessions,
+                        models=(None,) if models is None else parse_models(models),
+                        stream_share=1.0 if stream else stream_share or 0.0,
+                        continue_share=continue_share, retry=retry, max_in_flight=max_in_flight,
+                        seed=seed)
+    except LoadPlanError as error:
+        raise typer.BadParameter(str(error)) from None
 
 
 @app.command()

@@ -151,6 +151,36 @@ def test_demo_profile_adds_the_fake_upstream_and_load(services):
     assert "exai loadgen --url ws://exai-daemon:8079" in services["loadgen"]["command"][0]
 
 
+def test_demo_load_is_one_the_daemon_rejects_none_of(services):
+    """The demo's load, parsed by ``exai loadgen``'s own options: an open loop whose sessions
+    each stay under the daemon's per-session rate limit, and whose calls in flight (at the fake's
+    delays) fill at most half of the smallest provider's slots, leaving room for its retries."""
+    import shlex
+
+    import typer.main
+
+    from app.cli import app, load_plan
+    from app.loadgen import DaemonLimits
+    from app.providers.table import PROVIDERS
+
+    script = services["loadgen"]["command"][0]
+    argv = shlex.split(script.split("exai loadgen", 1)[1].split(";", 1)[0])
+    command = typer.main.get_command(app).commands["loadgen"]  # type: ignore[attr-defined]
+    options = command.make_context("loadgen", argv).params
+    assert options.pop("url") == "ws://exai-daemon:8079" and not options.pop("as_json")
+    daemon = {k: v for k, v in _env(services["exai-daemon"]).items() if "${" not in v}
+    limits = DaemonLimits.from_settings(Settings(_env_file=None, **daemon))
+    plan = load_plan(**options).resolved(limits)
+    assert plan.rate is not None and plan.duration_s is not None, "steady whatever the delays"
+    assert plan.warnings(limits) == []
+    assert plan.rate / (plan.sessions or 1) <= limits.rate_per_sec
+    fake = services["fake-llm"]["command"]
+    delay_s = sum(float(fake[fake.index(option) + 1]) for option in ("--latency-ms", "--ttft-ms")
+                  ) / 1000
+    assert plan.rate * delay_s <= min(entry.max_inflight_default for entry in PROVIDERS) / 2
+    assert len(set(plan.models)) >= 2 and 0 < plan.stream_share < 1 and plan.continue_share > 0
+
+
 # --- secrets ----------------------------------------------------------------------------------
 
 def test_no_default_admin_password_or_token():

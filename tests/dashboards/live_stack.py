@@ -153,10 +153,13 @@ def live_stack(workdir: Path) -> Iterator[LiveStack]:
 # --- traffic ------------------------------------------------------------------------------------
 
 async def _calls(url: str, calls: int, concurrency: int, **arguments: object) -> None:
-    from app.loadgen import run_load
+    from app.loadgen import LoadPlan, run_load
 
-    await run_load(url, TOKEN, calls, concurrency, model=arguments.get("model"),  # type: ignore[arg-type]
-                   stream=bool(arguments.get("stream", False)))
+    # One session and no retries: 12 callers are over its in-flight limit, and the refusals stand.
+    await run_load(url, TOKEN, LoadPlan(
+        calls=calls, concurrency=concurrency, sessions=1, retry=False,
+        models=(arguments.get("model"),),  # type: ignore[arg-type]
+        stream_share=1.0 if arguments.get("stream") else 0.0))
 
 
 async def _other_tools(url: str) -> None:
