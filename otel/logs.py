@@ -95,13 +95,17 @@ class SafeMessage(logging.Filter):
 
 
 class SafeLoggingHandler(LoggingHandler):
-    """The OTel logs bridge, exporting only strings UTF-8 can encode.
+    """The OTel logs bridge, exporting only attribute values OTLP can carry, in strings UTF-8 can
+    encode.
 
     Besides the body it exports the record's ``extra`` values and the exception's message and
-    stack trace as attributes. A lone surrogate in the body fails the OTLP encoding of the whole
-    batch; in an attribute, the encoder drops the attribute and logs a traceback. ``_translate``
-    (of the pinned instrumentation, 0.66b2) is where body and attributes meet; a clean record
-    passes through it untouched.
+    stack trace as attributes. A library may put an object there: websockets adds its connection
+    to every record (``extra={"websocket": connection}``), which the SDK would replace by None
+    with an "Invalid type" warning per record; such a value is left out, the rest of the record
+    exported. A lone surrogate in the body fails the OTLP encoding of the whole batch; in an
+    attribute, the encoder drops the attribute and logs a traceback, so it is escaped.
+    ``_translate`` (of the pinned instrumentation, 0.66b2) is where body and attributes meet; a
+    clean record passes through it untouched.
     """
 
     def __init__(self, logger_provider: LoggerProvider) -> None:
@@ -110,37 +114,50 @@ class SafeLoggingHandler(LoggingHandler):
 
     def _translate(self, record: logging.LogRecord) -> LogRecord:
         translated = super()._translate(record)
-        if translated.attributes and _unencodable(translated.attributes):
-            translated.attributes = _encodable(translated.attributes)
+        if translated.attributes and not _exportable_as_is(translated.attributes):
+            translated.attributes = _export_form(translated.attributes)
         return translated
 
 
-def _unencodable(value: Any) -> bool:
-    """True when an attribute value (or a key or item in it) holds a lone surrogate."""
+_PRIMITIVES = (str, bool, int, float, bytes)
+_OMITTED = object()
+
+
+def _exportable_as_is(value: Any) -> bool:
+    """True when an attribute value (or each key and item in it) is a primitive, a list or a
+    string-keyed map of them, with no lone surrogate in any string."""
     if isinstance(value, str):
-        return has_lone_surrogate(value)
-    # Loops, not any(...): this runs for every exported record and should not allocate.
+        return not has_lone_surrogate(value)
+    if isinstance(value, _PRIMITIVES):
+        return True
+    # Loops, not all(...): this runs for every exported record and should not allocate.
     if isinstance(value, Mapping):
         for key, item in value.items():
-            if _unencodable(key) or _unencodable(item):
-                return True
-    elif isinstance(value, (list, tuple)):
+            if not isinstance(key, str) or has_lone_surrogate(key) or \
+                    not _exportable_as_is(item):
+                return False
+        return True
+    if isinstance(value, (list, tuple)):
         for item in value:
-            if _unencodable(item):
-                return True
+            if not _exportable_as_is(item):
+                return False
+        return True
     return False
 
 
-def _encodable(value: Any) -> Any:
-    """``value`` with each lone surrogate written as its escape (``\\udc00``); rare, so it may
-    copy."""
+def _export_form(value: Any) -> Any:
+    """``value`` with each lone surrogate written as its escape (``\\udc00``) and every part that
+    is no attribute value left out (``_OMITTED`` for the whole); rare, so it may copy."""
     if isinstance(value, str):
         return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, _PRIMITIVES):
+        return value
     if isinstance(value, Mapping):
-        return {_encodable(key): _encodable(item) for key, item in value.items()}
+        return {_export_form(key): form for key, item in value.items()
+                if isinstance(key, str) and (form := _export_form(item)) is not _OMITTED}
     if isinstance(value, (list, tuple)):
-        return [_encodable(item) for item in value]
-    return value
+        return [form for item in value if (form := _export_form(item)) is not _OMITTED]
+    return _OMITTED
 
 
 def console_handler(stream: TextIO | None = None) -> logging.Handler:
