@@ -2,7 +2,9 @@
 
 When Redis fails at run time the store keeps serving from memory instead of failing the chat,
 reports itself degraded, and probes Redis every ``redis_retry_secs``. When Redis answers, the
-threads written during the outage are copied back and the store returns to Redis.
+threads written during the outage are copied back and the store returns to Redis. The warning
+is logged in the context of the call that met the outage; the probe runs in a context of its own
+(no trace), so its log lines and spans are not tied to that call.
 
 A thread that lives only in Redis cannot be read while Redis is down: ``load`` honestly returns
 None for it (the chat tool answers CONTINUATION_NOT_FOUND). Memory is not a mirror of Redis, so
@@ -12,6 +14,7 @@ an outage never serves a stale copy and never doubles the memory a thread costs.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -125,7 +128,10 @@ class ThreadStore:
         log.warning("Redis unavailable (%s); serving conversation threads from memory and "
                     "retrying every %ss", error, self._retry_secs)
         if not self._closed:
-            self._probe = asyncio.create_task(self._recover(), name="thread-store-redis-probe")
+            # Detached from the caller's context: the probe outlives the request that met the
+            # outage, so its logs and Redis spans must not carry (or join) that request's trace.
+            self._probe = asyncio.create_task(self._recover(), name="thread-store-redis-probe",
+                                              context=contextvars.Context())
 
     async def _recover(self) -> None:
         """PING Redis every ``retry_secs``; once it answers, write memory back and switch."""

@@ -17,6 +17,7 @@ from app.storage.redis_store import KEY_PREFIX, RedisThreads
 from app.storage.threads import ThreadStore
 from app.storage.turns import Turn
 from otel import names
+from tests.harness.log_capture import captured_logs
 from tests.harness.procs import LOOPBACK, free_port
 
 THREADS_LOG = "app.storage.threads"
@@ -182,3 +183,35 @@ async def test_unresponsive_redis_times_out_fast_and_recovers(
     await wait_for(back_on_redis, 5, "the store to return to Redis")
     async with Redis.from_url(own_redis.url, decode_responses=True) as raw:
         assert await raw.llen(f"{KEY_PREFIX}{cid}") == 1
+
+
+async def test_the_probe_runs_outside_the_request_that_caused_the_fallback(
+        own_redis, make_store, traced_redis) -> None:
+    """The request that met the outage logs the fallback; the probe, which outlives it, logs
+    and traces as background work: no trace id of that request on its records or spans."""
+    store = await make_store(own_redis.url, retry_secs=0.1)
+    cid = str(uuid.uuid4())
+    with captured_logs(THREADS_LOG) as output:
+        with traced_redis.tracer_provider.get_tracer("test").start_as_current_span(
+                "tools/call chat") as request:
+            own_redis.kill()
+            await store.append(cid, [Turn("user", "hi")])  # falls back, starts the probe
+        own_redis.start()
+
+        async def back_on_redis() -> bool:
+            return not store.fallback_active
+
+        await wait_for(back_on_redis, 5, "the store to return to Redis")
+
+    request_trace = request.get_span_context().trace_id
+    fell_back, recovered = [r.log_record for r in output.exported.get_finished_logs()]
+    assert "Redis unavailable" in str(fell_back.body)
+    assert fell_back.trace_id == request_trace  # the request met the outage: its record
+    assert "Redis answers again" in str(recovered.body)
+    assert recovered.trace_id == 0 and recovered.span_id == 0, "the probe logged in the request"
+    console = output.console.getvalue().splitlines()
+    assert f"trace_id={request_trace:032x}" in console[0]
+    assert "trace_id=- " in console[1], console[1]
+    probe_spans = [s for s in traced_redis.finished() if s.start_time > request.end_time]
+    assert {s.name for s in probe_spans} >= {"PING", "MULTI"}  # the probe's PINGs, the write-back
+    assert all(s.context.trace_id != request_trace and s.parent is None for s in probe_spans)
