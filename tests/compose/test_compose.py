@@ -123,6 +123,19 @@ def test_images_are_pinned_and_the_collector_matches_the_test_build(services):
     assert collector == f"otel/opentelemetry-collector-contrib:{manifest['dist']['version']}"
 
 
+def test_distroless_backends_probe_their_own_ready_endpoint(services):
+    """Tempo 3 and Loki 3.6+ images have no shell, wget or busybox: a healthcheck that calls one
+    never passes, and the collector and Grafana wait for Loki to be healthy. Each binary's
+    ``-health`` flag (Loki 3.7.0, Tempo 3.0) asks its own /ready on the port its config serves."""
+    configs = {"tempo": (REPO / "backends" / "tempo" / "tempo.yaml", "/tempo"),
+               "loki": (REPO / "backends" / "loki" / "loki.yaml", "/usr/bin/loki")}
+    for name, (config, binary) in configs.items():
+        port = yaml.safe_load(config.read_text())["server"]["http_listen_port"]
+        url = f"http://127.0.0.1:{port}/ready"
+        assert services[name]["healthcheck"]["test"] == [
+            "CMD", binary, "-health", f"-health.url={url}"], name
+
+
 def test_named_volumes_are_declared(compose, services):
     declared = set(compose["volumes"])
     used = {v.split(":")[0] for s in services.values() for v in s.get("volumes", [])
