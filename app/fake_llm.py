@@ -14,7 +14,7 @@ prompt text leaked anywhere. Faults and delays are set at start (``FakeLLMConfig
   "echo_key": false}``: the next N completions fail that way; with ``"echo_key": true`` the error
   body's ``error.code`` is the request's bearer token, as a careless gateway would echo it;
 - ``POST /_fake/config``  ``{"latency_ms", "ttft_ms", "chunk_delay_ms", "error_rate",
-  "answer_bytes", "raw_separator_text"}``;
+  "answer_bytes", "raw_separator_text", "reasoning_tokens"}``;
 - ``GET  /_fake/stats``   counts of requests received, completed, failed, answers written in
   pieces (every stream, and JSON answers padded by ``answer_bytes``) and how many of those the
   client abandoned (how a test proves a cancel or a refusal reached the upstream), and faults
@@ -25,6 +25,12 @@ Hostile answers, for proving the daemon's bounds: ``answer_bytes`` pads the answ
 that many bytes with filler, made while it is sent (many SSE chunks, or a JSON body written in
 pieces), so the fake never holds a large answer; ``raw_separator_text`` adds raw U+2028, U+2029
 and U+0085 (unescaped, as JSON allows) to the answer's text (``SEPARATOR_TEXT``).
+
+A thinking model: ``reasoning_tokens`` > 0 makes the fake reason that many tokens (words,
+``reasoning_for``) before it answers, as GLM-4.5/4.6 and Kimi's thinking models do: streamed as
+``delta.reasoning_content`` chunks ahead of the answer's, or as ``message.reasoning_content``, and
+reported in usage as ``completion_tokens_details.reasoning_tokens``, counted inside
+``completion_tokens``. Like the answer, the reasoning never quotes the prompt.
 """
 
 from __future__ import annotations
@@ -67,6 +73,7 @@ class FakeLLMConfig:
     retry_after_secs: float = 1.0  # Retry-After sent with random 429s
     answer_bytes: int = 0  # pad the answer's text to about this many bytes (0: no padding)
     raw_separator_text: bool = False  # add raw U+2028, U+2029 and U+0085 to the answer's text
+    reasoning_tokens: int = 0  # reason this many tokens before answering (0: no reasoning)
     seed: int | None = None
 
 
@@ -118,16 +125,33 @@ def answer_for(messages: list[dict[str, Any]], max_tokens: int | None) -> tuple[
     return words, "stop"
 
 
-def usage_for(model: str, messages: list[dict[str, Any]], output_tokens: int) -> dict[str, Any]:
-    """Usage in the dialect of the provider that serves ``model``; cached tokens are non-zero."""
+def reasoning_for(messages: list[dict[str, Any]], tokens: int) -> list[str]:
+    """The reasoning's words (a token each) for these messages: ``tokens`` of them, deterministic,
+    never quoting the prompt, and unlike any answer's (they open with ``Reasoning``)."""
+    if tokens <= 0:
+        return []
+    digest = hashlib.sha256(b"reasoning:" + json.dumps(messages, sort_keys=True).encode()).digest()
+    rng = random.Random(digest)
+    words = ["Reasoning", digest[:4].hex() + ":"]
+    words += [rng.choice(_WORDS) for _ in range(tokens - len(words))]
+    return words[:tokens]
+
+
+def usage_for(model: str, messages: list[dict[str, Any]], output_tokens: int,
+              reasoning_tokens: int = 0) -> dict[str, Any]:
+    """Usage in the dialect of the provider that serves ``model``; cached tokens are non-zero,
+    reasoning tokens (when any) are counted inside the completion tokens and detailed."""
     prompt = sum(count_tokens(str(m.get("content", ""))) + 4 for m in messages)
     cached = prompt // 2
-    usage: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": output_tokens,
-                             "total_tokens": prompt + output_tokens}
+    completion = output_tokens + reasoning_tokens
+    usage: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion,
+                             "total_tokens": prompt + completion}
     if _dialect(model).cached_tokens_top_level:
         usage["cached_tokens"] = cached
     else:
         usage["prompt_tokens_details"] = {"cached_tokens": cached}
+    if reasoning_tokens:
+        usage["completion_tokens_details"] = {"reasoning_tokens": reasoning_tokens}
     return usage
 
 
@@ -200,19 +224,22 @@ async def _completions(request: web.Request) -> web.StreamResponse:
 
     max_tokens = body.get("max_tokens")
     words, finish = answer_for(messages, max_tokens if isinstance(max_tokens, int) else None)
-    usage = usage_for(model, messages, output_tokens=len(words))
+    reasoning = reasoning_for(messages, config.reasoning_tokens)
+    usage = usage_for(model, messages, output_tokens=len(words), reasoning_tokens=len(reasoning))
     state.ids += 1
     response_id = f"chatcmpl-fake-{state.ids}"
     pieces = content_pieces(words, config.answer_bytes, config.raw_separator_text)
     if body.get("stream"):
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        events = _sse_events(config, model, response_id, pieces, finish, usage, include_usage)
+        events = _sse_events(config, model, response_id, _deltas(content_pieces(reasoning), pieces),
+                             finish, usage, include_usage)
         return await _send_in_pieces(request, state, "text/event-stream", events)
+    message: dict[str, Any] = {"role": "assistant", "content": _CONTENT_SLOT}
+    if reasoning:
+        message["reasoning_content"] = " ".join(reasoning)
     json_body = completion_body({
         "id": response_id, "object": "chat.completion", "created": int(time.time()),
-        "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": _CONTENT_SLOT},
-                     "finish_reason": finish}],
+        "model": model, "choices": [{"index": 0, "message": message, "finish_reason": finish}],
         "usage": usage,
     }, pieces)
     if config.answer_bytes > 0:
@@ -221,8 +248,16 @@ async def _completions(request: web.Request) -> web.StreamResponse:
     return web.Response(body=b"".join(json_body), content_type="application/json")
 
 
-async def _sse_events(config: FakeLLMConfig, model: str, response_id: str, pieces: Iterable[str],
-                      finish: str, usage: dict[str, Any],
+def _deltas(reasoning: Iterable[str], pieces: Iterable[str]) -> Iterator[dict[str, str]]:
+    """The streamed deltas of one answer: its reasoning's pieces first, then its text's."""
+    for piece in reasoning:
+        yield {"reasoning_content": piece}
+    for piece in pieces:
+        yield {"content": piece}
+
+
+async def _sse_events(config: FakeLLMConfig, model: str, response_id: str,
+                      deltas: Iterable[dict[str, str]], finish: str, usage: dict[str, Any],
                       include_usage: bool) -> AsyncIterator[bytes]:
     """The SSE events of one answer, with the configured delays between them."""
     created = int(time.time())
@@ -236,10 +271,10 @@ async def _sse_events(config: FakeLLMConfig, model: str, response_id: str, piece
         await asyncio.sleep(config.ttft_ms / 1000)
     yield event([{"index": 0, "delta": {"role": "assistant", "content": ""},
                   "finish_reason": None}])
-    for piece in pieces:
+    for delta in deltas:
         if config.chunk_delay_ms > 0:
             await asyncio.sleep(config.chunk_delay_ms / 1000)
-        yield event([{"index": 0, "delta": {"content": piece}, "finish_reason": None}])
+        yield event([{"index": 0, "delta": delta, "finish_reason": None}])
     last: dict[str, Any] = {"index": 0, "delta": {}, "finish_reason": finish}
     if _dialect(model).usage_in_last_choice:
         last["usage"] = usage  # Kimi's dialect, sent whether asked or not

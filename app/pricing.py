@@ -29,20 +29,27 @@ class PriceTableError(ExaiError, ValueError):
 
 @dataclass(frozen=True)
 class Price:
-    """USD per million tokens for one model."""
+    """USD per million tokens for one model; reasoning tokens at the output rate unless the table
+    gives them one (``reasoning_output_per_mtok``)."""
 
     input_per_mtok: float
     cached_input_per_mtok: float
     output_per_mtok: float
+    reasoning_output_per_mtok: float | None = None
 
     def cost(self, usage: UsageLike) -> float:
         """Cost in USD; cached tokens are billed at the cached rate, the rest of the input at
-        full."""
+        full; reasoning tokens (part of the output) at the reasoning rate, the rest of the
+        output at the output rate."""
         cached = min(max(usage.cached_input_tokens, 0), max(usage.input_tokens, 0))
         fresh = max(usage.input_tokens, 0) - cached
         output = max(usage.output_tokens, 0)
+        reasoning = min(max(usage.reasoning_output_tokens or 0, 0), output)
+        reasoning_rate = (self.output_per_mtok if self.reasoning_output_per_mtok is None
+                          else self.reasoning_output_per_mtok)
         return (fresh * self.input_per_mtok + cached * self.cached_input_per_mtok
-                + output * self.output_per_mtok) / _PER_MILLION
+                + (output - reasoning) * self.output_per_mtok
+                + reasoning * reasoning_rate) / _PER_MILLION
 
 
 @dataclass(frozen=True)
@@ -96,6 +103,8 @@ def parse_price_table(text: str) -> PriceTable:
             input_per_mtok=_rate(model, entry, "input"),
             cached_input_per_mtok=_rate(model, entry, "cached_input"),
             output_per_mtok=_rate(model, entry, "output"),
+            reasoning_output_per_mtok=(_rate(model, entry, "reasoning_output")
+                                       if "reasoning_output" in entry else None),
         )
     return PriceTable(version=version.strip(), prices=prices)
 

@@ -5,15 +5,27 @@ Kept apart from the providers so that their code reads as HTTP and JSON, not as 
     with chat_call(instruments, info, prices) as call:   # span started and made current
         ...                                       # the httpx request span becomes its child
         call.first_chunk()                        # streaming: time to first chunk
+        call.output_chunk()                       # streaming: each chunk carrying output
+        call.set_reasoning(text)                  # the model's reasoning (kept only if captured)
         call.set_response(...)                    # model, id, finish reason, usage, cost
     # leaving the block ends the span exactly once: success, error, CancelledError or any other
-    # exception (e.g. the consumer of a stream went away), and records the metrics.
+    # exception (e.g. the consumer of a stream went away), and records the metrics. A call that
+    # fails or is cancelled gets ``gen_ai.response.finish_reasons = ["error"]`` (the conventions'
+    # finish reason for an error) next to its ``error.type``.
 
-Privacy: prompt and answer text go on the span only when
+Reasoning tokens are part of the output tokens, as the conventions say of
+``gen_ai.usage.reasoning.output_tokens`` ("SHOULD be included in gen_ai.usage.output_tokens"):
+``gen_ai.client.token.usage`` has no reasoning token type (``gen_ai.token.type`` is ``input`` or
+``output``), so its ``output`` measurement includes them, and
+``exai.gen_ai.reasoning_output_tokens`` counts the reasoning share, as
+``exai.gen_ai.cached_input_tokens`` does for input.
+
+Privacy: prompt, answer and reasoning text go on the span only when
 ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`` is ``SPAN_ONLY``, ``SPAN_AND_EVENT`` or
-``true``; by default nothing but sizes and counts leaves the process. ``EVENT_ONLY`` captures
-nothing here because this module emits no events. Metric attributes are bounded: models outside
-the price table are reported as ``_OTHER`` and no id ever becomes a label.
+``true`` (the reasoning as a ``reasoning`` part of ``gen_ai.output.messages``); by default nothing
+but sizes and counts leaves the process. ``EVENT_ONLY`` captures nothing here because this module
+emits no events. Metric attributes are bounded: models outside the price table are reported as
+``_OTHER`` and no id ever becomes a label.
 """
 
 from __future__ import annotations
@@ -37,10 +49,12 @@ from .instruments import Instruments
 CAPTURE_CONTENT_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 _CAPTURE_ON_SPAN = frozenset({"span_only", "span_and_event", "true"})
 OPERATION_CHAT = "chat"
+FINISH_REASON_ERROR = "error"  # the conventions' finish reason for a generation that failed
 
 
 class UsageLike(Protocol):
-    """Token counts as providers report them; cached tokens are a subset of the input tokens."""
+    """Token counts as providers report them; cached tokens are a subset of the input tokens,
+    reasoning tokens (None when not reported) a subset of the output tokens."""
 
     @property
     def input_tokens(self) -> int: ...
@@ -50,6 +64,9 @@ class UsageLike(Protocol):
 
     @property
     def cached_input_tokens(self) -> int: ...
+
+    @property
+    def reasoning_output_tokens(self) -> int | None: ...
 
 
 class PriceLabels(Protocol):
@@ -95,11 +112,14 @@ class ChatCall:
         self._capture = capture_content_enabled() if capture_content is None else capture_content
         self._started = clock()
         self._ttfc: float | None = None
+        self._last_output: float | None = None
+        self._chunk_attrs: tuple[str | None, dict[str, str]] | None = None  # (model, attributes)
         self._ended = False
         self._response_model: str | None = None
         self._finish_reason: str | None = None
         self._usage: UsageLike | None = None
         self._cost: float | None = None
+        self._reasoning: str | None = None
         self.span = instruments.tracer.start_span(
             f"{OPERATION_CHAT} {info.request_model}", kind=SpanKind.CLIENT,
             attributes=self._request_attributes())
@@ -121,6 +141,36 @@ class ChatCall:
     def time_to_first_chunk(self) -> float | None:
         return self._ttfc
 
+    def output_chunk(self, response_model: str | None = None) -> None:
+        """Mark a streamed chunk that carries output (answer or reasoning text), from a stream that
+        says it comes from ``response_model``. From the second such chunk on, the time since the
+        previous one is a ``gen_ai.client.operation.time_per_output_chunk`` measurement.
+
+        Recorded as the chunk arrives (one histogram measurement, ~15 us), not kept for the end of
+        the call: a stream of thousands of chunks would then block the event loop for as many
+        measurements at once. So it carries the attributes known by then: those of the other GenAI
+        metrics but ``error.type`` (which the convention does not list for this metric), with the
+        model the stream named as the response model (else the one asked for, as on success)."""
+        now = self._clock()
+        if self._last_output is not None:
+            model = response_model or self._info.request_model
+            if self._chunk_attrs is None or self._chunk_attrs[0] != model:
+                self._chunk_attrs = (model, self._metric_attributes(None, model))
+            self._instruments.genai_time_per_chunk.record(now - self._last_output,
+                                                          self._chunk_attrs[1])
+        self._last_output = now
+
+    @property
+    def captures_content(self) -> bool:
+        """Whether message content (prompt, answer, reasoning) goes on this call's span."""
+        return self._capture
+
+    def set_reasoning(self, text: str) -> None:
+        """The model's reasoning text: kept for ``gen_ai.output.messages`` only when content
+        capture is on, dropped otherwise."""
+        if self._capture and text:
+            self._reasoning = text
+
     def set_response(self, *, response_model: str | None, response_id: str | None,
                      finish_reason: str | None, usage: UsageLike | None,
                      cost_usd: float | None, text: str | None = None) -> None:
@@ -140,13 +190,17 @@ class ChatCall:
             attrs[names.GEN_AI_USAGE_INPUT_TOKENS] = usage.input_tokens
             attrs[names.GEN_AI_USAGE_OUTPUT_TOKENS] = usage.output_tokens
             attrs[names.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = usage.cached_input_tokens
+            if usage.reasoning_output_tokens is not None:
+                attrs[names.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = usage.reasoning_output_tokens
         if cost_usd is not None:
             attrs[names.GEN_AI_USAGE_COST] = cost_usd
             attrs[names.EXAI_PRICE_TABLE_VERSION] = self._prices.version
         if self._capture and text is not None:
+            parts = [{"type": "reasoning", "content": self._reasoning}] if self._reasoning else []
+            parts.append({"type": "text", "content": text})
             attrs[names.GEN_AI_OUTPUT_MESSAGES] = json.dumps(
-                [{"role": "assistant", "parts": [{"type": "text", "content": text}],
-                  "finish_reason": finish_reason or ""}], ensure_ascii=False)
+                [{"role": "assistant", "parts": parts, "finish_reason": finish_reason or ""}],
+                ensure_ascii=False)
         self.span.set_attributes(attrs)
 
     def end(self, error_type: str | None = None, description: str | None = None) -> None:
@@ -160,7 +214,9 @@ class ChatCall:
             if self._ttfc is not None:
                 self.span.set_attribute(names.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, self._ttfc)
             if error_type is not None:
-                self.span.set_attribute(names.ERROR_TYPE, error_type)
+                self.span.set_attributes({names.ERROR_TYPE: error_type,
+                                          names.GEN_AI_RESPONSE_FINISH_REASONS:
+                                              [FINISH_REASON_ERROR]})
                 self.span.set_status(Status(StatusCode.ERROR, description or error_type))
         finally:
             self.span.end()
@@ -189,26 +245,27 @@ class ChatCall:
             attrs.update(_content_attributes(info.messages))
         return attrs
 
-    def _metric_attributes(self, error_type: str | None) -> dict[str, str]:
+    def _metric_attributes(self, error_type: str | None,
+                           response_model: str | None) -> dict[str, str]:
         attrs = {
             names.GEN_AI_OPERATION_NAME: OPERATION_CHAT,
             names.GEN_AI_PROVIDER_NAME: self._info.provider_name,
             names.GEN_AI_REQUEST_MODEL: self._prices.metric_model(self._info.request_model),
         }
-        if self._response_model:
-            attrs[names.GEN_AI_RESPONSE_MODEL] = self._prices.metric_model(self._response_model)
+        if response_model:
+            attrs[names.GEN_AI_RESPONSE_MODEL] = self._prices.metric_model(response_model)
         if error_type is not None:
             attrs[names.ERROR_TYPE] = error_type
         return attrs
 
     def _record_metrics(self, duration: float, error_type: str | None) -> None:
         inst = self._instruments
-        attrs = self._metric_attributes(error_type)
+        attrs = self._metric_attributes(error_type, self._response_model)
         inst.genai_duration.record(duration, attrs)
         if self._ttfc is not None:
             inst.genai_ttfc.record(self._ttfc, attrs)
         if error_type is not None:
-            return
+            return  # a failure is not a finish reason of the counter's completed calls
         if self._finish_reason:
             inst.genai_finish_reasons.add(
                 1, {**attrs, names.GEN_AI_RESPONSE_FINISH_REASONS: _bounded(self._finish_reason)})
@@ -216,6 +273,8 @@ class ChatCall:
             return
         if self._usage.cached_input_tokens:
             inst.genai_cached_tokens.add(self._usage.cached_input_tokens, attrs)
+        if self._usage.reasoning_output_tokens:
+            inst.genai_reasoning_tokens.add(self._usage.reasoning_output_tokens, attrs)
         inst.genai_tokens.record(self._usage.input_tokens,
                                  {**attrs, names.GEN_AI_TOKEN_TYPE: "input"})
         inst.genai_tokens.record(self._usage.output_tokens,

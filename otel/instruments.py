@@ -24,8 +24,8 @@ class PreAggregatedSum:
     SDK measurement (attribute copy, hashing, aggregation, exemplar offer: ~15-25 us); the reader
     exports the same cumulative Sum, monotonic for a counter, through an observable instrument.
     Used for every counter recorded per frame or per call (bytes, calls in flight, cost, finish
-    reasons, cached tokens). The histograms stay synchronous: their exemplars link a latency or a
-    token count to its trace, and the SDK has no asynchronous histogram.
+    reasons, cached and reasoning tokens). The histograms stay synchronous: their exemplars link a
+    latency or a token count to its trace, and the SDK has no asynchronous histogram.
     """
 
     def __init__(self, meter: metrics.Meter, name: str) -> None:
@@ -71,9 +71,11 @@ class Instruments:
     genai_duration: metrics.Histogram
     genai_tokens: metrics.Histogram
     genai_ttfc: metrics.Histogram
+    genai_time_per_chunk: metrics.Histogram
     genai_cost: PreAggregatedSum
     genai_unpriced: PreAggregatedSum
     genai_cached_tokens: PreAggregatedSum
+    genai_reasoning_tokens: PreAggregatedSum
     genai_finish_reasons: PreAggregatedSum
     # storage
     db_duration: metrics.Histogram
@@ -131,9 +133,12 @@ def create_instruments(
         genai_duration=histogram(meter, names.GEN_AI_CLIENT_OPERATION_DURATION),
         genai_tokens=histogram(meter, names.GEN_AI_CLIENT_TOKEN_USAGE),
         genai_ttfc=histogram(meter, names.GEN_AI_CLIENT_TIME_TO_FIRST_CHUNK),
+        genai_time_per_chunk=histogram(meter, names.GEN_AI_CLIENT_TIME_PER_OUTPUT_CHUNK),
         genai_cost=PreAggregatedSum(meter, names.EXAI_GEN_AI_COST),
         genai_unpriced=PreAggregatedSum(meter, names.EXAI_GEN_AI_UNPRICED_CALLS),
         genai_cached_tokens=PreAggregatedSum(meter, names.EXAI_GEN_AI_CACHED_INPUT_TOKENS),
+        genai_reasoning_tokens=PreAggregatedSum(meter,
+                                                names.EXAI_GEN_AI_REASONING_OUTPUT_TOKENS),
         genai_finish_reasons=PreAggregatedSum(meter, names.EXAI_GEN_AI_FINISH_REASONS),
         db_duration=histogram(meter, names.DB_CLIENT_OPERATION_DURATION),
     )

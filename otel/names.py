@@ -61,6 +61,8 @@ GEN_AI_REQUEST_MAX_TOKENS = gen_ai.GEN_AI_REQUEST_MAX_TOKENS
 GEN_AI_USAGE_INPUT_TOKENS = gen_ai.GEN_AI_USAGE_INPUT_TOKENS
 GEN_AI_USAGE_OUTPUT_TOKENS = gen_ai.GEN_AI_USAGE_OUTPUT_TOKENS
 GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS = gen_ai.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS
+# Part of gen_ai.usage.output_tokens, as cache reads are part of the input tokens.
+GEN_AI_USAGE_REASONING_OUTPUT_TOKENS = gen_ai.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS
 GEN_AI_USAGE_COST = "gen_ai.usage.cost"  # not (yet) in the conventions
 GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK = gen_ai.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK
 GEN_AI_TOKEN_TYPE = gen_ai.GEN_AI_TOKEN_TYPE
@@ -188,6 +190,11 @@ GEN_AI_CLIENT_TOKEN_USAGE = _metric(
 GEN_AI_CLIENT_TIME_TO_FIRST_CHUNK = _metric(
     gen_ai_metrics.GEN_AI_CLIENT_OPERATION_TIME_TO_FIRST_CHUNK, "s", "histogram",
     "Time from request to the first streamed chunk.", _GEN_AI, GEN_AI_DURATION_BUCKETS)
+GEN_AI_CLIENT_TIME_PER_OUTPUT_CHUNK = _metric(
+    gen_ai_metrics.GEN_AI_CLIENT_OPERATION_TIME_PER_OUTPUT_CHUNK, "s", "histogram",
+    "Time between successive streamed chunks that carry output (answer or reasoning text), "
+    "one measurement per such chunk after the first (recorded as it arrives: no error.type).",
+    _GEN_AI, GEN_AI_DURATION_BUCKETS)
 EXAI_GEN_AI_COST = _metric(
     "exai.gen_ai.cost", "USD", "counter",
     "Cost of LLM calls from the local price table.", (*_GEN_AI, EXAI_PRICE_TABLE_VERSION))
@@ -197,6 +204,10 @@ EXAI_GEN_AI_UNPRICED_CALLS = _metric(
 EXAI_GEN_AI_CACHED_INPUT_TOKENS = _metric(
     "exai.gen_ai.cached_input_tokens", "{token}", "counter",
     "Input tokens served from the provider's cache (counted inside input).", _GEN_AI)
+EXAI_GEN_AI_REASONING_OUTPUT_TOKENS = _metric(
+    "exai.gen_ai.reasoning_output_tokens", "{token}", "counter",
+    "Output tokens the model spent reasoning, as the provider reported them (counted inside "
+    "output).", _GEN_AI)
 EXAI_GEN_AI_FINISH_REASONS = _metric(
     "exai.gen_ai.finish_reasons", "{call}", "counter",
     "Completed LLM calls by finish reason.", (*_GEN_AI, GEN_AI_RESPONSE_FINISH_REASONS))

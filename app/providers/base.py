@@ -27,12 +27,15 @@ class ChatRequest:
 class Usage:
     """Tokens of one call.
 
-    ``cached_input_tokens`` is the part of ``input_tokens`` served from cache.
+    ``cached_input_tokens`` is the part of ``input_tokens`` served from cache;
+    ``reasoning_output_tokens`` the part of ``output_tokens`` the model spent reasoning (thinking
+    models), None when the provider did not report it (we never invent zeros).
     """
 
     input_tokens: int
     output_tokens: int
     cached_input_tokens: int = 0
+    reasoning_output_tokens: int | None = None
 
 
 @dataclass(frozen=True)

@@ -211,18 +211,20 @@ class Provider:
             raise self._invalid(str(exc)) from None
         return self._result(request, call, text=completion.text,
                             response_model=completion.model, response_id=completion.response_id,
-                            finish_reason=completion.finish_reason, usage=completion.usage)
+                            finish_reason=completion.finish_reason, usage=completion.usage,
+                            reasoning=completion.reasoning)
 
     async def _stream_once(self, request: ChatRequest, on_chunk: OnChunk | None,
                            call: genai.ChatCall) -> ChatResult:
-        acc = sse.StreamAccumulator()
+        # Reasoning deltas are only worth keeping for a span that captures content.
+        acc = sse.StreamAccumulator(keep_reasoning=call.captures_content)
         async with self._post(request) as response:
             await self._read_events(response, acc, call, on_chunk)
         if not acc.complete:
             raise self._invalid("the stream ended before the answer was complete")
         return self._result(request, call, text=acc.text, response_model=acc.model,
                             response_id=acc.response_id, finish_reason=acc.finish_reason,
-                            usage=acc.usage)
+                            usage=acc.usage, reasoning=acc.reasoning)
 
     async def _read_events(self, response: httpx.Response, acc: sse.StreamAccumulator,
                            call: genai.ChatCall, on_chunk: OnChunk | None) -> None:
@@ -249,7 +251,8 @@ class Provider:
 
     async def _on_event(self, data: str, acc: sse.StreamAccumulator, call: genai.ChatCall,
                         on_chunk: OnChunk | None) -> None:
-        """Handle one SSE event: account for it and pass its text on."""
+        """Handle one SSE event: account for it and pass its answer text on (never its
+        reasoning text: the client gets the answer only)."""
         call.first_chunk()
         if acc.done:
             return
@@ -265,6 +268,8 @@ class Provider:
         except sse.ResponseFormatError as exc:
             raise self._invalid(str(exc)) from None
         acc.add(chunk)
+        if chunk.carries_output:
+            call.output_chunk(acc.model)
         if chunk.text and on_chunk is not None:
             await on_chunk(chunk.text)
 
@@ -279,7 +284,8 @@ class Provider:
 
     def _result(self, request: ChatRequest, call: genai.ChatCall, *, text: str,
                 response_model: str | None, response_id: str | None,
-                finish_reason: str | None, usage: Usage | None) -> ChatResult:
+                finish_reason: str | None, usage: Usage | None, reasoning: str) -> ChatResult:
+        call.set_reasoning(reasoning)  # for the span only (when capturing); not in the result
         model = response_model or request.model
         return ChatResult(text=text, response_model=model, response_id=response_id,
                           finish_reason=finish_reason, usage=usage,

@@ -4,7 +4,12 @@ The providers differ in small ways this module absorbs:
 - usage arrives in a final chunk (``stream_options.include_usage``), either at the top level
   (OpenAI, GLM) or inside ``choices[0].usage`` (Kimi);
 - cache hits are ``usage.cached_tokens`` (Kimi) or ``usage.prompt_tokens_details.cached_tokens``
-  (OpenAI, GLM), and in both cases are already counted inside ``prompt_tokens``.
+  (OpenAI, GLM), and in both cases are already counted inside ``prompt_tokens``;
+- thinking models (GLM-4.5/4.6, Kimi's thinking models) report
+  ``usage.completion_tokens_details.reasoning_tokens``, already counted inside
+  ``completion_tokens``, and stream their reasoning as ``delta.reasoning_content``
+  (``message.reasoning_content`` when not streamed). That text is kept apart from the answer's:
+  it is never part of ``text``.
 
 Lines of an event stream are split here, on bytes, by the SSE rule: a line ends at CR, LF or CRLF
 and nowhere else. ``str.splitlines`` (what ``httpx``'s ``aiter_lines`` uses) also breaks at
@@ -147,6 +152,13 @@ class Chunk:
     response_id: str | None = None
     model: str | None = None
     usage: Usage | None = None
+    reasoning: str = ""  # a reasoning_content delta: never part of the answer's text
+
+    @property
+    def carries_output(self) -> bool:
+        """Whether the chunk holds generated output (answer or reasoning text), not just
+        a role, a finish reason or usage."""
+        return bool(self.text or self.reasoning)
 
 
 @dataclass(frozen=True)
@@ -158,6 +170,7 @@ class Completion:
     response_id: str | None
     model: str | None
     usage: Usage | None
+    reasoning: str = ""  # message.reasoning_content: never part of the answer's text
 
 
 def parse_usage(raw: Any) -> Usage | None:
@@ -170,12 +183,13 @@ def parse_usage(raw: Any) -> Usage | None:
         return None
     cached = _count(raw.get("cached_tokens"))
     if cached is None:
-        details = raw.get("prompt_tokens_details")
-        if isinstance(details, Mapping):
-            cached = _count(details.get("cached_tokens"))
+        cached = _detail(raw, "prompt_tokens_details", "cached_tokens")
+    reasoning = _detail(raw, "completion_tokens_details", "reasoning_tokens")
     prompt = prompt or 0
-    return Usage(input_tokens=prompt, output_tokens=completion or 0,
-                 cached_input_tokens=min(cached or 0, prompt))
+    completion = completion or 0
+    return Usage(input_tokens=prompt, output_tokens=completion,
+                 cached_input_tokens=min(cached or 0, prompt),
+                 reasoning_output_tokens=None if reasoning is None else min(reasoning, completion))
 
 
 def parse_chunk(data: str) -> Chunk:
@@ -188,7 +202,7 @@ def parse_chunk(data: str) -> Chunk:
         choices = []
     if not isinstance(choices, list):
         raise ResponseFormatError("'choices' is not a list")
-    text = ""
+    text = reasoning = ""
     finish_reason = None
     usage = parse_usage(obj.get("usage"))
     if choices:
@@ -196,13 +210,14 @@ def parse_chunk(data: str) -> Chunk:
         if not isinstance(choice, Mapping):
             raise ResponseFormatError("a choice is not an object")
         delta = choice.get("delta")
-        if isinstance(delta, Mapping) and isinstance(delta.get("content"), str):
-            text = delta["content"]
+        if isinstance(delta, Mapping):
+            text = _text_or_empty(delta.get("content"))
+            reasoning = _text_or_empty(delta.get("reasoning_content"))
         finish_reason = _str_or_none(choice.get("finish_reason"))
         if usage is None:  # Kimi: usage inside the last choice
             usage = parse_usage(choice.get("usage"))
     return Chunk(text=text, finish_reason=finish_reason, response_id=_str_or_none(obj.get("id")),
-                 model=_str_or_none(obj.get("model")), usage=usage)
+                 model=_str_or_none(obj.get("model")), usage=usage, reasoning=reasoning)
 
 
 def parse_completion(body: bytes | str) -> Completion:
@@ -221,23 +236,31 @@ def parse_completion(body: bytes | str) -> Completion:
     usage = parse_usage(obj.get("usage")) or parse_usage(choice.get("usage"))
     return Completion(text=content or "", finish_reason=_str_or_none(choice.get("finish_reason")),
                       response_id=_str_or_none(obj.get("id")), model=_str_or_none(obj.get("model")),
-                      usage=usage)
+                      usage=usage, reasoning=_text_or_empty(message.get("reasoning_content")))
 
 
 class StreamAccumulator:
-    """Collects chunks into the final answer; keeps the last id, model, finish reason and usage."""
+    """Collects chunks into the final answer; keeps the last id, model, finish reason and usage.
 
-    def __init__(self) -> None:
+    Reasoning deltas are kept (apart from the answer) only when ``keep_reasoning`` is set, that is
+    when content capture is on; otherwise they are dropped as they arrive.
+    """
+
+    def __init__(self, keep_reasoning: bool = False) -> None:
         self.parts: list[str] = []
+        self.reasoning_parts: list[str] = []
         self.finish_reason: str | None = None
         self.response_id: str | None = None
         self.model: str | None = None
         self.usage: Usage | None = None
         self.done = False
+        self._keep_reasoning = keep_reasoning
 
     def add(self, chunk: Chunk) -> None:
         if chunk.text:
             self.parts.append(chunk.text)
+        if chunk.reasoning and self._keep_reasoning:
+            self.reasoning_parts.append(chunk.reasoning)
         self.finish_reason = chunk.finish_reason or self.finish_reason
         self.response_id = chunk.response_id or self.response_id
         self.model = chunk.model or self.model
@@ -251,6 +274,11 @@ class StreamAccumulator:
     @property
     def text(self) -> str:
         return "".join(self.parts)
+
+    @property
+    def reasoning(self) -> str:
+        """The reasoning text kept (empty unless ``keep_reasoning``)."""
+        return "".join(self.reasoning_parts)
 
 
 def _load_object(data: bytes | str) -> dict[str, Any]:
@@ -267,6 +295,16 @@ def _count(value: Any) -> int | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return max(int(value), 0)
+
+
+def _detail(usage: Mapping[str, Any], details: str, key: str) -> int | None:
+    """A count inside one of usage's ``*_tokens_details`` objects, or None when absent."""
+    inner = usage.get(details)
+    return _count(inner.get(key)) if isinstance(inner, Mapping) else None
+
+
+def _text_or_empty(value: Any) -> str:
+    return value if isinstance(value, str) else ""
 
 
 def _str_or_none(value: Any) -> str | None:

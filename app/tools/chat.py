@@ -106,7 +106,9 @@ class ChatTool:
             "usage": None if result.usage is None else {
                 "input_tokens": result.usage.input_tokens,
                 "output_tokens": result.usage.output_tokens,
-                "cached_input_tokens": result.usage.cached_input_tokens},
+                "cached_input_tokens": result.usage.cached_input_tokens,
+                # part of output_tokens; null when the provider reported none
+                "reasoning_tokens": result.usage.reasoning_output_tokens},
             "cost_usd": result.cost_usd,
             "finish_reason": result.finish_reason,
             "latency_ms": round(result.latency_s * 1000, 1),

@@ -12,9 +12,10 @@ from typing import Any
 
 import httpx
 
-# The fake's configuration with every delay, error and size switched off.
+# The fake's configuration with every delay, error, size and reasoning switched off.
 QUIET_CONFIG: dict[str, Any] = {"latency_ms": 0, "ttft_ms": 0, "chunk_delay_ms": 0,
-                                "error_rate": 0, "answer_bytes": 0, "raw_separator_text": False}
+                                "error_rate": 0, "answer_bytes": 0, "raw_separator_text": False,
+                                "reasoning_tokens": 0}
 
 
 class FakeUpstreamControl:

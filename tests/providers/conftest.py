@@ -15,7 +15,13 @@ from opentelemetry.sdk.trace import ReadableSpan
 
 from app.config import Settings
 from app.fake_llm import FakeLLMConfig, start_fake_llm
+from app.limits import Slots
 from app.providers.registry import ProviderRegistry
+from app.storage.threads import create_thread_store
+from app.storage.turns import Turn
+from app.tools.base import CallContext
+from app.tools.chat import ChatTool
+from app.tools.conversations import Conversations
 from tests.harness.fake_upstream import FakeUpstreamControl
 from tests.harness.otel_capture import InMemoryTelemetry, in_memory_telemetry
 
@@ -133,3 +139,42 @@ async def make_registry(telemetry: Telemetry) -> AsyncIterator[Callable[..., Pro
     yield build
     for registry in made:
         await registry.aclose()
+
+
+class RecordingArchive:
+    """Stands in for the Supabase archive: keeps what it was asked to record."""
+
+    def __init__(self) -> None:
+        self.recorded: list[list[Turn]] = []
+
+    async def record_turn(self, continuation_id: str, session_id: str, turns: list[Turn],
+                          meta: dict[str, Any]) -> None:
+        self.recorded.append(list(turns))
+
+    async def load_history(self, continuation_id: str, max_turns: int) -> list[Turn]:
+        return []
+
+
+async def _noop(_: str) -> None:
+    return None
+
+
+def call_context() -> CallContext:
+    return CallContext("r-1", "s-1", "0" * 32, progress=_noop, stream_chunk=_noop)
+
+
+@pytest.fixture
+def make_chat_tool(fake: FakeUpstream, telemetry: Telemetry, make_registry):
+    """The chat tool on the fake upstream: ``(tool, threads, archive)``, settings by alias."""
+
+    def build(**overrides: Any) -> tuple[ChatTool, Any, RecordingArchive]:
+        settings = settings_for(fake, **overrides)
+        threads = create_thread_store(settings, telemetry.instruments)
+        archive = RecordingArchive()
+        slots = {key: Slots("provider", 4, 1.0) for key in ("kimi", "glm")}
+        tool = ChatTool(make_registry(settings), slots, Conversations(
+            threads, archive, max_turns=settings.max_conversation_turns,
+            max_turn_chars=settings.max_turn_chars))
+        return tool, threads, archive
+
+    return build

@@ -7,7 +7,7 @@ import json
 import httpx
 import pytest
 
-from app.fake_llm import SEPARATOR_TEXT, answer_for, content_pieces
+from app.fake_llm import SEPARATOR_TEXT, answer_for, content_pieces, reasoning_for
 
 from .conftest import FakeUpstream
 
@@ -190,3 +190,39 @@ async def test_control_values_of_the_wrong_type_are_refused(fake: FakeUpstream, 
     async with httpx.AsyncClient() as client:
         response = await client.post(fake.url(path), json=body)
     assert response.status_code == 400
+
+
+# --- a thinking model -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("model", ["glm-4.6", "kimi-k2-0905-preview"])
+async def test_reasoning_streams_ahead_of_the_answer_and_is_counted_in_usage(
+        fake: FakeUpstream, model: str) -> None:
+    await fake.configure(reasoning_tokens=11)
+    events = await _stream(fake, {**BODY, "model": model, "stream": True,
+                                  "stream_options": {"include_usage": True}})
+    deltas = [e["choices"][0]["delta"] for e in events if isinstance(e, dict) and e["choices"]]
+    kinds = [key for delta in deltas for key in ("reasoning_content", "content")
+             if delta.get(key)]
+    assert kinds == sorted(kinds, reverse=True) and kinds.count("reasoning_content") >= 3
+    reasoning = "".join(d.get("reasoning_content", "") for d in deltas)
+    words = reasoning_for(BODY["messages"], 11)
+    assert reasoning == " ".join(words) and len(words) == 11
+    assert "ECHO-CANARY" not in reasoning and reasoning.startswith("Reasoning ")
+    assert _streamed_text(events) == " ".join(answer_for(BODY["messages"], None)[0])
+    # the final usage chunk (GLM's dialect), or usage inside the last choice (Kimi's)
+    [usage] = [e.get("usage") or e["choices"][0]["usage"] for e in events if isinstance(e, dict)
+               and ("usage" in e or (e["choices"] and "usage" in e["choices"][0]))]
+    answer_tokens = len(answer_for(BODY["messages"], None)[0])
+    assert usage["completion_tokens"] == answer_tokens + 11
+    assert usage["completion_tokens_details"] == {"reasoning_tokens": 11}
+
+
+async def test_reasoning_in_a_json_answer_and_off_again(fake: FakeUpstream) -> None:
+    await fake.configure(reasoning_tokens=5)
+    message = (await _raw(fake, BODY)).json()["choices"][0]["message"]
+    assert message["reasoning_content"] == " ".join(reasoning_for(BODY["messages"], 5))
+    assert message["content"] == " ".join(answer_for(BODY["messages"], None)[0])
+    await fake.control.areset(quiet=True)
+    plain = (await _raw(fake, BODY)).json()
+    assert "reasoning_content" not in plain["choices"][0]["message"]
+    assert "completion_tokens_details" not in plain["usage"]

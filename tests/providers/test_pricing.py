@@ -63,3 +63,27 @@ def test_metric_model_bounds_label_values() -> None:
 def test_malformed_tables_are_rejected(text: str, problem: str) -> None:
     with pytest.raises(pricing.PriceTableError, match=problem):
         pricing.parse_price_table(text)
+
+
+def test_reasoning_tokens_are_output_tokens_billed_once_at_the_output_rate() -> None:
+    price = pricing.price_for("glm-4.6")
+    assert price is not None and price.reasoning_output_per_mtok is None
+    with_reasoning = Usage(1_000, 3_000, 0, reasoning_output_tokens=2_000)
+    expected = (1_000 * price.input_per_mtok + 3_000 * price.output_per_mtok) / 1_000_000
+    assert pricing.cost_usd("glm-4.6", with_reasoning) == pytest.approx(expected)
+    assert pricing.cost_usd("glm-4.6", with_reasoning) == pytest.approx(pricing.cost_usd(
+        "glm-4.6", Usage(1_000, 3_000, 0)))
+
+
+def test_a_reasoning_rate_in_the_table_bills_the_reasoning_share_at_it() -> None:
+    table = pricing.parse_price_table(
+        'version = "v"\n[models."thinker"]\ninput = 1\ncached_input = 0.5\noutput = 2\n'
+        "reasoning_output = 8\n")
+    assert table.prices["thinker"] == pricing.Price(1.0, 0.5, 2.0, 8.0)
+    usage = Usage(100, 300, 0, reasoning_output_tokens=200)
+    assert table.cost_usd("thinker", usage) == pytest.approx((100 * 1 + 100 * 2 + 200 * 8) / 1e6)
+    # more reasoning than output cannot bill more than the output
+    assert table.cost_usd("thinker", Usage(0, 10, 0, 50)) == pytest.approx(10 * 8 / 1e6)
+    with pytest.raises(pricing.PriceTableError, match="reasoning_output"):
+        pricing.parse_price_table('version = "v"\n[models."m"]\ninput = 1\ncached_input = 1\n'
+                                  "output = 1\nreasoning_output = -1\n")

@@ -157,3 +157,64 @@ def test_lines_are_bounded_without_waiting_for_their_end() -> None:
     with pytest.raises(sse.ResponseTooLarge):
         splitter.feed(b"x" * 4)  # no line end yet: refused as it grows, not when it ends
     assert _split([b"x" * 8 + b"\n" + b"y" * 8 + b"\r"], max_line_bytes=8) == ["x" * 8, "y" * 8]
+
+
+# --- reasoning (thinking models) --------------------------------------------------------------
+
+@pytest.mark.parametrize("usage", [
+    {"prompt_tokens": 10, "completion_tokens": 30, "cached_tokens": 4,  # Kimi
+     "completion_tokens_details": {"reasoning_tokens": 20}},
+    {"prompt_tokens": 10, "completion_tokens": 30, "prompt_tokens_details": {"cached_tokens": 4},
+     "completion_tokens_details": {"reasoning_tokens": 20}},  # GLM, OpenAI
+])
+def test_reasoning_tokens_are_read_as_part_of_the_output(usage: dict) -> None:
+    assert sse.parse_usage(usage) == Usage(10, 30, 4, reasoning_output_tokens=20)
+
+
+def test_reasoning_tokens_not_reported_are_none_and_never_exceed_the_output() -> None:
+    assert sse.parse_usage({"prompt_tokens": 1, "completion_tokens": 2}).reasoning_output_tokens \
+        is None
+    assert sse.parse_usage({"prompt_tokens": 1, "completion_tokens": 2,
+                            "completion_tokens_details": {"reasoning_tokens": 0}}
+                           ).reasoning_output_tokens == 0
+    assert sse.parse_usage({"prompt_tokens": 1, "completion_tokens": 2,
+                            "completion_tokens_details": {"reasoning_tokens": 9}}
+                           ).reasoning_output_tokens == 2
+    for odd in ({"reasoning_tokens": "many"}, {"reasoning_tokens": True}, "details", None):
+        assert sse.parse_usage({"prompt_tokens": 1, "completion_tokens": 2,
+                                "completion_tokens_details": odd}).reasoning_output_tokens is None
+
+
+REASONING_CHUNK = '{"choices":[{"delta":{"reasoning_content":"let me think"}}]}'
+
+
+def test_a_reasoning_delta_is_output_but_never_answer_text() -> None:
+    chunk = sse.parse_chunk(REASONING_CHUNK)
+    assert (chunk.text, chunk.reasoning, chunk.carries_output) == ("", "let me think", True)
+    assert not sse.parse_chunk('{"choices":[{"delta":{"role":"assistant","content":""}}]}'
+                               ).carries_output
+    assert not sse.parse_chunk('{"choices":[{"delta":{"reasoning_content":7}}]}').carries_output
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_the_accumulator_keeps_reasoning_apart_and_only_when_asked(keep: bool) -> None:
+    acc = sse.StreamAccumulator(keep_reasoning=keep)
+    answer = '{"choices":[{"delta":{"content":"Hi"},"finish_reason":"stop"}]}'
+    for data in (REASONING_CHUNK, answer):
+        acc.add(sse.parse_chunk(data))
+    assert acc.text == "Hi"
+    assert acc.reasoning == ("let me think" if keep else "")
+    assert sse.StreamAccumulator().reasoning_parts == []
+
+
+def test_non_streamed_reasoning_content_is_kept_apart_from_the_text() -> None:
+    done = sse.parse_completion(json.dumps({
+        "choices": [{"message": {"content": "42", "reasoning_content": "6 times 7"},
+                     "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 4, "completion_tokens": 9,
+                  "completion_tokens_details": {"reasoning_tokens": 8}}}))
+    assert (done.text, done.reasoning) == ("42", "6 times 7")
+    assert done.usage == Usage(4, 9, 0, 8)
+    odd = sse.parse_completion(
+        '{"choices": [{"message": {"content": "a", "reasoning_content": 1}}]}')
+    assert (odd.text, odd.reasoning) == ("a", "")
