@@ -13,7 +13,7 @@ from typing import Any
 
 from otel import names
 
-from .errors import CALLER_ERRORS, ErrorCode
+from .errors import CALLER_ERRORS, SESSION_LIMIT_ERRORS, ErrorCode
 from .providers.table import PROVIDERS
 
 OK = "ok"
@@ -35,8 +35,10 @@ class CallRecord:
 
 def call_record(tool: str, request_id: str, reply: dict[str, Any] | None, error_type: str | None,
                 duration_secs: float) -> CallRecord:
-    """The record for a call that ended with ``reply`` (None when no answer could be sent)."""
-    outcome, level = _outcome(reply)
+    """The record for a call that ended with ``reply`` (None when no answer could be sent): INFO
+    when it succeeded, WARNING when the caller caused the failure (as the SLOs count it), ERROR
+    otherwise."""
+    outcome, level = _outcome(reply, error_type)
     attributes: dict[str, Any] = {
         names.MCP_METHOD_NAME: "tools/call", names.GEN_AI_TOOL_NAME: tool,
         names.JSONRPC_REQUEST_ID: request_id, names.EXAI_CALL_OUTCOME: outcome,
@@ -48,13 +50,14 @@ def call_record(tool: str, request_id: str, reply: dict[str, Any] | None, error_
     return CallRecord(level, message, attributes)
 
 
-def _outcome(reply: dict[str, Any] | None) -> tuple[str, int]:
+def _outcome(reply: dict[str, Any] | None, error_type: str | None) -> tuple[str, int]:
     if reply is None:
         return NO_ANSWER, logging.WARNING
     if reply.get("ok"):
         return OK, logging.INFO
     code = str((reply.get("error") or {}).get("code", ErrorCode.INTERNAL_ERROR))
-    return code, logging.WARNING if code in CALLER_ERRORS else logging.ERROR
+    caused_by_caller = code in CALLER_ERRORS or error_type in SESSION_LIMIT_ERRORS
+    return code, logging.WARNING if caused_by_caller else logging.ERROR
 
 
 def _provider_attributes(reply: dict[str, Any]) -> dict[str, Any]:

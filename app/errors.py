@@ -34,8 +34,13 @@ JSONRPC_INVALID_PARAMS = -32602
 # Failures the caller caused or asked for: logged as warnings, not errors, and left out of the
 # daemon's availability (the SLOs count the rest).
 CALLER_ERRORS = PROTOCOL_ERRORS | {ErrorCode.INVALID_ARGUMENTS, ErrorCode.UNAUTHORIZED,
-                                   ErrorCode.DUPLICATE_REQUEST_ID, ErrorCode.OVER_CAPACITY,
-                                   ErrorCode.CANCELLED, ErrorCode.CONTINUATION_NOT_FOUND}
+                                   ErrorCode.DUPLICATE_REQUEST_ID, ErrorCode.CANCELLED,
+                                   ErrorCode.CONTINUATION_NOT_FOUND}
+# The ``error.type`` of an OVER_CAPACITY that one session's own limits caused (its rate, its
+# backlog): the caller's doing too. Refusals for lack of global or provider capacity count.
+RATE_LIMITED = "rate_limited"
+BACKLOG = "backlog"
+SESSION_LIMIT_ERRORS = frozenset({RATE_LIMITED, BACKLOG})
 
 
 class ExaiError(Exception):

@@ -27,13 +27,14 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from otel import names
+from otel.errors import CLIENT_DISCONNECTED
 from otel.instruments import Instruments
 from otel.propagation import extract_context, trace_id_hex, with_fresh_trace
 from otel.redaction import scrub
 
 from . import protocol
 from .call_log import call_record
-from .errors import ErrorCode, ExaiError, ToolError
+from .errors import BACKLOG, RATE_LIMITED, ErrorCode, ExaiError, ToolError
 from .limits import CapacityExceeded, Slots, TokenBucket
 from .tools.base import CallContext, ToolRegistry
 
@@ -213,7 +214,7 @@ class Session:
             await self._call(request, ToolError(
                 ErrorCode.OVER_CAPACITY, "too much work in processing on this session",
                 details={"retry_after": BACKLOG_RETRY_AFTER_SECS, "scope": "session"},
-                error_type="backlog"))
+                error_type=BACKLOG))
 
     def _start(self, coro: Any, size: int) -> asyncio.Task[None]:
         task = asyncio.create_task(coro)
@@ -300,7 +301,7 @@ class Session:
             attributes[names.EXAI_CORRELATION_ID] = correlation_id
         span_name = f"tools/call {request.name}" if known else "tools/call"
         started = time.perf_counter()
-        error_type: str | None = "client_disconnected"  # unless an answer is made
+        error_type: str | None = CLIENT_DISCONNECTED  # unless an answer is made
         reply: dict[str, Any] | None = None
         # The reply is sent inside the span, before the span ends and the duration is recorded:
         # the server's work includes writing the answer, and the client does not wait for the
@@ -338,7 +339,7 @@ class Session:
             return self._failure(span, request.request_id, cancelled, trace_id)
         except asyncio.CancelledError:
             # The connection closed or the daemon is stopping: nobody is left to answer.
-            span.set_attribute(names.ERROR_TYPE, "client_disconnected")
+            span.set_attribute(names.ERROR_TYPE, CLIENT_DISCONNECTED)
             span.set_status(Status(StatusCode.ERROR, "connection closed during the call"))
             raise
         except Exception as error:  # noqa: BLE001 - the daemon must keep serving
@@ -379,7 +380,7 @@ class Session:
         if wait > 0:
             raise ToolError(ErrorCode.OVER_CAPACITY, "session rate limit exceeded",
                             details={"retry_after": round(wait, 3), "scope": "session"},
-                            error_type="rate_limited")
+                            error_type=RATE_LIMITED)
         tool, arguments = self._services.tools.prepare(request.name or "", request.arguments)
         context = CallContext(
             request_id=request.request_id, session_id=self.session_id, trace_id=trace_id,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 
 CANCELLED = "cancelled"
+# A call whose client closed the connection (or whose daemon stopped) before it was answered.
+CLIENT_DISCONNECTED = "client_disconnected"
 
 
 def error_type_of(exc: BaseException) -> str:
