@@ -23,7 +23,8 @@ _OTEL_PROVIDER = {entry.key: entry.otel_name for entry in PROVIDERS}
 # The reply's ``usage`` keys (app/tools/chat.py) and the attributes they are logged as.
 _USAGE = {"input_tokens": names.GEN_AI_USAGE_INPUT_TOKENS,
           "output_tokens": names.GEN_AI_USAGE_OUTPUT_TOKENS,
-          "cached_input_tokens": names.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS}
+          "cached_input_tokens": names.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS,
+          "reasoning_tokens": names.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS}
 
 
 @dataclass(frozen=True)

@@ -160,6 +160,8 @@ def chat_summary(reply: CallReply) -> list[str]:
     usage = reply.usage
     tokens = ("unknown (the provider reported no usage)" if usage is None else
               f"{usage.input_tokens}/{usage.output_tokens}/{usage.cached_input_tokens}")
+    if usage is not None and usage.reasoning_tokens:
+        tokens += f" ({usage.reasoning_tokens} of the output reasoning)"
     cost = "unpriced" if reply.cost_usd is None else f"${reply.cost_usd:.6f}"
     return [f"model: {meta.get('provider')}/{meta.get('model')}  tokens in/out/cached: {tokens}"
             f"  cost: {cost}",
@@ -174,12 +176,14 @@ def fake_llm(
     latency_ms: Annotated[float, typer.Option(help="Delay before answering.")] = 0.0,
     error_rate: Annotated[float, typer.Option(help="Share of calls failing (0-1).")] = 0.0,
     ttft_ms: Annotated[float, typer.Option(help="Delay before the first streamed chunk.")] = 0.0,
+    reasoning_tokens: Annotated[int, typer.Option(
+        min=0, help="Reason this many tokens before answering, as thinking models do.")] = 0,
 ) -> None:
     """A simulated OpenAI-compatible upstream for demos, tests and benchmarks."""
     from .fake_llm import FakeLLMConfig, run_fake_llm
 
     run_fake_llm(host, port, FakeLLMConfig(latency_ms=latency_ms, error_rate=error_rate,
-                                           ttft_ms=ttft_ms))
+                                           ttft_ms=ttft_ms, reasoning_tokens=reasoning_tokens))
 
 
 @app.command()

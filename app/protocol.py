@@ -366,6 +366,7 @@ class TokenUsage:
     input_tokens: int | None
     output_tokens: int | None
     cached_input_tokens: int | None
+    reasoning_tokens: int | None = None  # part of output_tokens, for thinking models
 
 
 @dataclass(frozen=True)
@@ -391,7 +392,8 @@ class CallReply:
         if not isinstance(usage, dict):
             return None
         return TokenUsage(*(_int_or_none(usage.get(key)) for key in
-                            ("input_tokens", "output_tokens", "cached_input_tokens")))
+                            ("input_tokens", "output_tokens", "cached_input_tokens",
+                             "reasoning_tokens")))
 
     @property
     def cost_usd(self) -> float | None:

@@ -160,9 +160,11 @@ def test_the_console_line_stays_short(capture):
     from app.call_log import call_record
 
     record = call_record("chat", "r-1", {"ok": True, "metadata": {
-        "provider": "kimi", "model": "kimi-k2", "usage": {"input_tokens": 3, "output_tokens": 5},
+        "provider": "kimi", "model": "kimi-k2",
+        "usage": {"input_tokens": 3, "output_tokens": 5, "reasoning_tokens": 2},
         "cost_usd": 0.001}}, None, 0.25)
     assert record.message == "call r-1 chat ok in 250 ms"
     assert record.level == logging.INFO
     assert record.attributes[names.GEN_AI_PROVIDER_NAME] == "moonshot_ai"
     assert record.attributes[names.GEN_AI_USAGE_COST] == 0.001
+    assert record.attributes[names.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] == 2

@@ -32,3 +32,9 @@ def test_null_usage_is_unknown_not_a_crash():
 
 def test_absent_usage_is_unknown_too():
     assert "tokens in/out/cached: unknown" in _summary()[0]
+
+
+def test_reasoning_tokens_are_shown_as_part_of_the_output():
+    lines = _summary(usage={"input_tokens": 12, "output_tokens": 30, "cached_input_tokens": 0,
+                            "reasoning_tokens": 18}, cost_usd=0.0001)
+    assert "tokens in/out/cached: 12/30/0 (18 of the output reasoning)" in lines[0]
