@@ -1,8 +1,9 @@
 """Session fixtures for the pipeline tests: real processes on loopback, started once.
 
 stack: Tempo stand-in and Loki stand-in (the built collector writing to files), Alertmanager with
-a loopback webhook receiver, Prometheus (Debian 2.42) with the project's config and rules, and the
-main collector running collector-config/config.yaml pointing at all of them.
+loopback webhook, Slack-compatible and SMTP receivers, Prometheus (Debian 2.42) with the project's
+config and rules, and the main collector running collector-config/config.yaml pointing at all of
+them.
 Tests isolate themselves by service.name, so they may share the stack in any order.
 """
 
@@ -14,7 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.alertmanager import Alertmanager, WebhookReceiver, alertmanager
+from tests.harness.alertmanager import (
+    Alertmanager,
+    SlackReceiver,
+    SMTPReceiver,
+    WebhookReceiver,
+    alertmanager,
+)
 from tests.harness.collector import Collector, StandIn, collector_binary, main_collector, standin
 from tests.harness.procs import free_port
 from tests.harness.prometheus import Prometheus, prometheus
@@ -32,6 +39,8 @@ class Stack:
     prometheus: Prometheus
     alertmanager: Alertmanager
     webhook: WebhookReceiver
+    slack: SlackReceiver
+    smtp: SMTPReceiver
 
 
 @pytest.fixture(scope="session")
@@ -43,9 +52,11 @@ def otelcol_bin() -> str:
 def stack(tmp_path_factory: pytest.TempPathFactory, otelcol_bin: str) -> Iterator[Stack]:
     root: Path = tmp_path_factory.mktemp("pipeline")
     webhook = WebhookReceiver().start()
+    slack = SlackReceiver().start()
+    smtp = SMTPReceiver().start()
     tempo = standin(root / "tempo")
     loki = standin(root / "loki")
-    am = alertmanager(root / "alertmanager", webhook.url)
+    am = alertmanager(root / "alertmanager", webhook.url, slack=slack, smtp=smtp)
     telemetry_port = free_port()
     prom = prometheus(root / "prometheus", collector_metrics=f"127.0.0.1:{telemetry_port}",
                       alertmanager=am.address, fast=True)
@@ -60,8 +71,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory, otelcol_bin: str) -> Iterato
         for proc in (tempo.proc, loki.proc, am.proc, prom.proc, collector.proc):
             proc.start()
             started.append(proc)
-        yield Stack(collector, tempo, loki, prom, am, webhook)
+        yield Stack(collector, tempo, loki, prom, am, webhook, slack, smtp)
     finally:
         for proc in reversed(started):
             proc.stop(timeout=30)
-        webhook.stop()
+        for receiver in (webhook, slack, smtp):
+            receiver.stop()

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from otel.redaction import SECRET_PATTERNS
-from tests.harness.alertmanager import AM_CONFIG, check_config, render_config
+from tests.harness.alertmanager import check_config, render_config
 from tests.harness.collector import CONFIG, REPO, STANDIN_CONFIG, collector_binary, validate
 from tests.harness.procs import require_binary
 
@@ -71,15 +71,34 @@ def test_supabase_backlog_alerts_use_the_archive_metrics() -> None:
         assert prometheus_name(name) in text
 
 
-def test_amtool_check_config_on_the_file_and_the_test_rendering(tmp_path: Path) -> None:
-    done = check_config(AM_CONFIG)
-    assert done.returncode == 0, done.stdout + done.stderr
-    rendered = tmp_path / "alertmanager.yml"
-    rendered.write_text(render_config("http://127.0.0.1:9/alerts"))
-    done = check_config(rendered)
-    assert done.returncode == 0, done.stdout + done.stderr
-    routes = yaml.safe_load(rendered.read_text())["route"]
-    assert {r["receiver"] for r in routes["routes"]} == {"critical", "default"}
+SLACK_ENV = {"EXAI_ALERT_SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T0/B0/secret"}
+EMAIL_ENV = {"EXAI_ALERT_EMAIL_TO": "oncall@example.org, lead@example.org",
+             "EXAI_ALERT_SMTP_FROM": "alertmanager@example.org",
+             "EXAI_ALERT_SMTP_SMARTHOST": "smtp.example.org:587",
+             "EXAI_ALERT_SMTP_AUTH_USERNAME": "alertmanager",
+             "EXAI_ALERT_SMTP_AUTH_PASSWORD": "smtp-secret"}
+
+
+@pytest.mark.parametrize(("env", "integrations"), [
+    ({}, {"webhook_configs"}),
+    (SLACK_ENV, {"webhook_configs", "slack_configs"}),
+    (EMAIL_ENV, {"webhook_configs", "email_configs"}),
+    ({**SLACK_ENV, **EMAIL_ENV, "EXAI_ALERT_SLACK_CHANNEL": "#exai",
+      "EXAI_ALERT_WEBHOOK_URL": "https://hooks.example.org/exai"},
+     {"webhook_configs", "slack_configs", "email_configs"}),
+], ids=["webhook-only", "with-slack", "with-email", "all"])
+def test_amtool_check_config_on_each_choice_of_receivers(
+        tmp_path: Path, env: dict[str, str], integrations: set[str]) -> None:
+    """The config as render.sh writes it for compose, and the harness's shortened copy."""
+    for fast in (False, True):
+        rendered = render_config(tmp_path / f"fast-{fast}", env, fast=fast)
+        done = check_config(rendered)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "1 templates" in done.stdout
+        config = yaml.safe_load(rendered.read_text())
+        assert {r["receiver"] for r in config["route"]["routes"]} == {"critical", "default"}
+        for receiver in config["receivers"]:
+            assert {key for key in receiver if key.endswith("_configs")} == integrations
 
 
 def test_collector_validate_with_compose_defaults() -> None:
