@@ -2,7 +2,8 @@
 # Install what the pipeline tests run for real, idempotently; fast when everything is present.
 #   - Debian packages: redis-server, prometheus (+promtool), prometheus-alertmanager (+amtool),
 #     postgresql (server binaries for tests/harness/postgres.py); apt only runs when one of the
-#     binaries is missing; valgrind (callgrind counts instructions in bench/instructions.py)
+#     binaries is missing; valgrind (callgrind counts instructions in bench/instructions.py);
+#     busybox (its sh runs the Alertmanager start-up script as the image does)
 #   - the OpenTelemetry Collector Builder, then the collector itself via collector-config/build.sh
 #     (cached on the manifest's hash, so a warm run costs a hash and a stat)
 # Needs root (or sudo) for apt and a Go toolchain (>= 1.25) for the collector build.
@@ -20,6 +21,8 @@ command -v redis-server >/dev/null || need_apt+=(redis-server)
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || command -v initdb >/dev/null \
   || need_apt+=(postgresql)
 command -v callgrind_control >/dev/null || need_apt+=(valgrind)
+# busybox sh runs backends/alertmanager/render.sh as the Alertmanager image does
+command -v busybox >/dev/null || need_apt+=(busybox)
 
 if [ "${#need_apt[@]}" -gt 0 ]; then
   sudo_cmd=()

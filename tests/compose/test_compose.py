@@ -29,7 +29,7 @@ SCHEMA_SHA256 = "46b7d35f19dd93a05f8fea530291bf84d881c1791ec167ecf0e6fb94e639d49
 MOUNTS_TESTED_BY = {
     "collector-config/config.yaml": "tests/harness/collector.py",
     "backends/prometheus": "tests/harness/prometheus.py",
-    "backends/alertmanager/alertmanager.yml": "tests/harness/alertmanager.py",
+    "backends/alertmanager": "tests/harness/alertmanager.py",
     "backends/tempo/tempo.yaml": "tests/pipeline/test_static_configs.py",
     "backends/loki/loki.yaml": "tests/pipeline/test_static_configs.py",
     "grafana/provisioning": "tests/dashboards/test_static.py",

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import stat
 import time
 from datetime import UTC, datetime, timedelta
@@ -33,7 +32,7 @@ from tests.harness.alertmanager import (
     render,
     render_template,
 )
-from tests.harness.procs import wait_until
+from tests.harness.procs import require_binary, wait_until
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 RUNBOOK = "http://localhost:3000/d/exai-runbooks?viewPanel=panel-99174"
@@ -253,9 +252,7 @@ def test_an_incomplete_receiver_stops_the_start(tmp_path: Path, env: dict[str, s
 
 def test_render_runs_under_busybox_as_in_the_alertmanager_image(tmp_path: Path) -> None:
     """prom/alertmanager is busybox: its sh and awk, no others, give the same config."""
-    busybox = shutil.which("busybox")
-    if busybox is None:
-        pytest.skip("busybox is not installed (apt-get install busybox)")
+    busybox = require_binary("busybox")  # scripts/install-test-deps.sh installs it
     applets = tmp_path / "bin"
     applets.mkdir()
     for applet in ("sh", "awk", "mkdir", "mv", "ln", "tr", "dirname", "printf"):
