@@ -66,12 +66,17 @@ def tempo(query: str, *, query_type: str = "traceql", table_type: str = "traces"
 
 @dataclass
 class Panel:
-    """A panel before layout: its JSON minus id/gridPos, and the size it wants."""
+    """A panel before layout: its JSON minus id/gridPos, and the size it wants.
+
+    ``panel_id`` pins the panel's id, for panels that links open by id (``viewPanel``); the
+    others are numbered in order from 1, so keep pinned ids clear of that range.
+    """
 
     body: Json
     width: int = 8
     height: int = 8
     new_line: bool = False
+    panel_id: int | None = None
 
 
 def _with_refs(targets: list[Json]) -> list[Json]:
@@ -172,10 +177,12 @@ def alert_list(title: str, *, description: str = "", width: int = 12, height: in
     }, width, height)
 
 
-def text(title: str, markdown: str, *, width: int = 24, height: int = 6) -> Panel:
+def text(title: str, markdown: str, *, width: int = 24, height: int = 6,
+         panel_id: int | None = None) -> Panel:
+    """A markdown panel; ``panel_id`` pins its id (see ``Panel``)."""
     return Panel({"type": "text", "title": title,
                   "options": {"mode": "markdown", "content": markdown.strip() + "\n"}},
-                 width, height)
+                 width, height, panel_id=panel_id)
 
 
 def row(title: str) -> Panel:
@@ -215,11 +222,15 @@ class _Cursor:
         if panel.new_line or self.x + panel.width > GRID_WIDTH:
             self.y += self.row_height
             self.x, self.row_height = 0, 0
-        body = {"id": self.next_id,
+        panel_id = self.next_id if panel.panel_id is None else panel.panel_id
+        if any(placed["id"] == panel_id for placed in self.placed):
+            raise ValueError(f"panel id {panel_id} ({panel.body['title']!r}) is taken")
+        body = {"id": panel_id,
                 "gridPos": {"x": self.x, "y": self.y, "w": panel.width, "h": panel.height},
                 **panel.body}
         self.placed.append(body)
-        self.next_id += 1
+        if panel.panel_id is None:
+            self.next_id += 1
         self.x += panel.width
         self.row_height = max(self.row_height, panel.height)
         if panel.body["type"] == "row":
