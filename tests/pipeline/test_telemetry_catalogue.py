@@ -1,8 +1,9 @@
-"""Every daemon series a rule or a dashboard queries is one the telemetry catalogue produces.
+"""Every daemon series a rule, a dashboard or a runbook queries is one the telemetry catalogue
+produces.
 
 A name typed by hand (or left behind by a rename) fails here, instead of an alert that can never
-fire or a panel that stays empty. The catalogue's Prometheus names are checked against the real
-collector in test_daemon_metric_names.py.
+fire, a panel that stays empty or a runbook query that finds nothing. The catalogue's Prometheus
+names are checked against the real collector in test_daemon_metric_names.py.
 """
 
 from __future__ import annotations
@@ -13,8 +14,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from grafana.dashgen import names as dashboard_names
 from otel import names
 from tests.dashboards.queries import dashboard_queries, variable_queries
+
+from .test_runbooks import pages as runbook_pages
+from .test_runbooks import runbook_queries
 
 RULES = Path(__file__).resolve().parents[2] / "backends" / "prometheus" / "rules"
 CATALOGUED = re.compile(r"^(exai|mcp|gen_ai|db|process)_")
@@ -44,7 +49,7 @@ def rule_expressions() -> list[tuple[str, str]]:
 
 def promql() -> list[tuple[str, str]]:
     return rule_expressions() + [(q.where, q.text) for q in dashboard_queries() + variable_queries()
-                                 if q.language == "promql"]
+                                 if q.language == "promql"] + runbook_queries("promql")
 
 
 @pytest.mark.parametrize(("where", "expr"), promql())
@@ -52,6 +57,44 @@ def test_every_queried_series_is_in_the_catalogue(where: str, expr: str) -> None
     unknown = {name for name in series_names(expr) if CATALOGUED.match(name)
                and not name.startswith(NOT_CATALOGUED)} - names.prometheus_series()
     assert not unknown, f"{where} queries series the catalogue cannot produce: {unknown}"
+
+
+# --- runbooks: every series and label they name, in queries or in the text -----------------------
+_PREFIXED = re.compile(r"\b(?:exai|mcp|gen_ai|db|process|otelcol|traces_span_metrics)_\w*")
+
+
+def collector_series() -> set[str]:
+    """What the collector produces, as the dashboards query it (proven live by tests/dashboards):
+    its self-metrics per signal, with or without the _total suffix, and the span metrics."""
+    d = dashboard_names
+    per_signal = {template.format(signal=signal) for signal in d.SIGNALS
+                  for template in (d.RECEIVER_ACCEPTED, d.RECEIVER_REFUSED, d.EXPORTER_SENT,
+                                   d.EXPORTER_SEND_FAILED, d.EXPORTER_ENQUEUE_FAILED)}
+    duration = d.SPAN_DURATION_BUCKET.removesuffix("_bucket")
+    return (per_signal | {f"{name}_total" for name in per_signal}
+            | {d.QUEUE_SIZE, d.QUEUE_CAPACITY, d.TAIL_SAMPLING, d.COLLECTOR_CPU, d.COLLECTOR_RSS,
+               d.SPAN_CALLS} | {f"{duration}_{part}" for part in ("bucket", "sum", "count")})
+
+
+def catalogue_labels() -> set[str]:
+    """The labels (Prometheus) and structured metadata (Loki) the catalogue's attributes become."""
+    attributes = {value for value in vars(names).values()
+                  if isinstance(value, str) and "." in value and value not in names.METRICS}
+    attributes |= {a for metric in names.METRICS.values() for a in metric.attributes}
+    return {names.label_name(attribute) for attribute in attributes}
+
+
+def test_every_series_and_label_a_runbook_names_exists() -> None:
+    # A histogram may be named by its base name too, as otel/names.py derives it.
+    known = (names.prometheus_series() | {names.prometheus_name(m) for m in names.METRICS}
+             | collector_series() | catalogue_labels())
+    named = {(page, name) for page, text in runbook_pages().items()
+             for name in _PREFIXED.findall(text)}
+    # A regex alternative such as otelcol_receiver_refused_(spans|...) names a prefix.
+    unknown = {(page, name) for page, name in named if name not in known
+               and not (name.endswith("_") and any(k.startswith(name) for k in known))}
+    assert len(named) > 50
+    assert not unknown, f"runbooks name series or labels nothing produces: {unknown}"
 
 
 def test_the_parser_sees_series_not_labels() -> None:
