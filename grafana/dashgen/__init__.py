@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from . import find_request, overview, pipeline, providers, runbooks, storage
+from . import find_request, overview, pipeline, providers, runbooks, slos, storage
 
 BUILDERS: dict[str, Callable[[], dict[str, Any]]] = {
     "overview.json": overview.build,
@@ -14,5 +14,6 @@ BUILDERS: dict[str, Callable[[], dict[str, Any]]] = {
     "storage.json": storage.build,
     "pipeline-health.json": pipeline.build,
     "find-request.json": find_request.build,
+    "slos.json": slos.build,
     "runbooks.json": runbooks.build,
 }

@@ -27,7 +27,7 @@ from .queries import (
 )
 
 EXPECTED = {"overview.json", "llm-providers.json", "storage.json", "pipeline-health.json",
-            "find-request.json"}
+            "find-request.json", "slos.json", "runbooks.json"}
 
 
 def test_committed_json_matches_the_generator():
