@@ -37,10 +37,13 @@ CALLER_ERRORS = PROTOCOL_ERRORS | {ErrorCode.INVALID_ARGUMENTS, ErrorCode.UNAUTH
                                    ErrorCode.DUPLICATE_REQUEST_ID, ErrorCode.CANCELLED,
                                    ErrorCode.CONTINUATION_NOT_FOUND}
 # The ``error.type`` of an OVER_CAPACITY that one session's own limits caused (its rate, its
-# backlog): the caller's doing too. Refusals for lack of global or provider capacity count.
+# backlog, its slots): the caller's doing too. Refusals for lack of global or provider capacity
+# (``over_capacity``) count against the daemon.
 RATE_LIMITED = "rate_limited"
 BACKLOG = "backlog"
-SESSION_LIMIT_ERRORS = frozenset({RATE_LIMITED, BACKLOG})
+SESSION_BUSY = "session_busy"  # all of the session's EXAI_WS_SESSION_MAX_INFLIGHT slots in use
+SESSION_LIMIT_ERRORS = frozenset({RATE_LIMITED, BACKLOG, SESSION_BUSY})
+OVER_CAPACITY = "over_capacity"  # no global or provider slot: the daemon's shortfall
 
 
 class ExaiError(Exception):

@@ -34,7 +34,15 @@ from otel.redaction import scrub
 
 from . import protocol
 from .call_log import call_record
-from .errors import BACKLOG, RATE_LIMITED, ErrorCode, ExaiError, ToolError
+from .errors import (
+    BACKLOG,
+    OVER_CAPACITY,
+    RATE_LIMITED,
+    SESSION_BUSY,
+    ErrorCode,
+    ExaiError,
+    ToolError,
+)
 from .limits import CapacityExceeded, Slots, TokenBucket
 from .tools.base import CallContext, ToolRegistry
 
@@ -407,7 +415,8 @@ class Session:
         except CapacityExceeded as exc:
             raise ToolError(ErrorCode.OVER_CAPACITY, str(exc),
                             details={"retry_after": exc.retry_after, "scope": exc.scope},
-                            error_type="over_capacity") from None
+                            error_type=SESSION_BUSY if exc.scope == "session"
+                            else OVER_CAPACITY) from None
         except asyncio.CancelledError:
             if request.request_id in self._cancel_requested:
                 asyncio.current_task().uncancel()  # type: ignore[union-attr]

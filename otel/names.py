@@ -92,8 +92,8 @@ EXAI_CORRELATION_ID = "exai.correlation_id"
 EXAI_CALL_OUTCOME = "exai.call.outcome"
 EXAI_CALL_DURATION = "exai.call.duration"
 EXAI_PRICE_TABLE_VERSION = "exai.price_table.version"
-# rate_limited | over_capacity | origin_not_allowed | host_not_allowed | too_many_connections |
-# idle_timeout | not_reading
+# rate_limited | backlog | session_busy | over_capacity | origin_not_allowed | host_not_allowed |
+# too_many_connections | idle_timeout | not_reading
 EXAI_REJECTION_REASON = "exai.rejection.reason"
 EXAI_REJECTION_SCOPE = "exai.rejection.scope"  # handshake | session | global | provider
 EXAI_STORAGE_BACKEND = "exai.storage.backend"  # redis | memory

@@ -141,7 +141,8 @@ def _budgets(config: SloConfig) -> list[tuple[str, str, float]]:
 def _spend_alert(config: SloConfig, suffix: str, matcher: str, usd: float,
                  projected: bool) -> Rule:
     series = (SPEND_PROJECTED if projected else SPEND).format(window=config.period)
-    alertname = f"ExaiLlmSpend{'ProjectedOverBudget' if projected else 'OverBudget'}{suffix}"
+    base = f"ExaiLlmSpend{'ProjectedOverBudget' if projected else 'OverBudget'}"
+    alertname = base + suffix  # a provider's budget alert shares the overall one's runbook
     whose = "" if not matcher else f" ({matcher.split('=')[1].strip(chr(34))})"
     if projected:
         summary = (f"LLM spend{whose} on course to pass its {usd:g} USD budget over "
@@ -158,7 +159,7 @@ def _spend_alert(config: SloConfig, suffix: str, matcher: str, usd: float,
         "for": "30m" if projected else "5m",
         "labels": {"severity": "warning" if projected else "critical"},
         "annotations": {"summary": summary, "description": description,
-                        "runbook_url": config.runbook_url(alertname),
+                        "runbook_url": config.runbook_url(base),
                         "dashboard_url": config.dashboard_url(SLOS_DASHBOARD_UID)},
     }
 

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from otel import names
 
-from ..errors import ErrorCode, ToolError
+from ..errors import OVER_CAPACITY, ErrorCode, ToolError
 from ..limits import CapacityExceeded, Slots
 from ..providers.base import ChatRequest, ProviderError
 from ..providers.registry import ProviderRegistry
@@ -86,7 +86,7 @@ class ChatTool:
         except CapacityExceeded as exc:
             raise ToolError(ErrorCode.OVER_CAPACITY, f"{provider.key} is at its concurrency limit",
                             details={"retry_after": exc.retry_after, "scope": "provider"},
-                            error_type="over_capacity") from None
+                            error_type=OVER_CAPACITY) from None
         except ProviderError as exc:
             details: dict[str, Any] = {"provider": provider.key, "error_type": exc.error_type}
             if exc.retry_after is not None:

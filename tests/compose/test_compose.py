@@ -322,3 +322,13 @@ def test_dockerfile_copies_what_exists_and_runs_unprivileged():
               if line.startswith("COPY") and "--from" not in line
               for s in line.split()[1:-1]}
     assert copied <= included, copied - included
+
+
+def test_prometheus_keeps_more_than_the_slo_period(services):
+    """The 30-day error budgets and spend read 30 days of samples: retention must cover them."""
+    from slo import duration_secs, load
+
+    flags = [f for f in services["prometheus"]["command"] if "retention.time" in f]
+    assert len(flags) == 1, flags
+    retention = flags[0].split("=", 1)[1].split("#")[0].strip()
+    assert duration_secs(retention) > duration_secs(load().period), retention
