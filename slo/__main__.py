@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from . import load
+from .committed import write_or_check
 from .rules import RULES_FILE, rule_groups
 from .scenarios import TESTS_FILE, rule_tests
 
@@ -51,20 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m slo", description=__doc__)
     parser.add_argument("--check", action="store_true", help="fail if a written file is stale")
     args = parser.parse_args(argv)
-    stale = []
-    for name, wanted in ((RULES_FILE, render_rules()), (TESTS_FILE, render_tests())):
-        path = REPO / name
-        if path.exists() and path.read_text() == wanted:
-            continue
-        if args.check:
-            stale.append(name)
-        else:
-            path.write_text(wanted)
-            print(f"wrote {path}")
-    if stale:
-        print(f"stale: {', '.join(stale)}; run python -m slo", file=sys.stderr)
-        return 1
-    return 0
+    return write_or_check({REPO / RULES_FILE: render_rules(), REPO / TESTS_FILE: render_tests()},
+                          check=args.check, command="python -m slo")
 
 
 if __name__ == "__main__":

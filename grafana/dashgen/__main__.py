@@ -11,6 +11,8 @@ import json
 import sys
 from pathlib import Path
 
+from slo.committed import write_or_check
+
 from . import BUILDERS
 
 OUT_DIR = Path(__file__).resolve().parents[1] / "dashboards"
@@ -24,21 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m grafana.dashgen", description=__doc__)
     parser.add_argument("--check", action="store_true", help="fail if a JSON file is stale")
     args = parser.parse_args(argv)
-    stale = []
-    OUT_DIR.mkdir(exist_ok=True)
-    for name in BUILDERS:
-        path, wanted = OUT_DIR / name, render(name)
-        if path.exists() and path.read_text() == wanted:
-            continue
-        if args.check:
-            stale.append(name)
-        else:
-            path.write_text(wanted)
-            print(f"wrote {path}")
-    if stale:
-        print(f"stale: {', '.join(stale)}; run python -m grafana.dashgen", file=sys.stderr)
-        return 1
-    return 0
+    return write_or_check({OUT_DIR / name: render(name) for name in BUILDERS},
+                          check=args.check, command="python -m grafana.dashgen")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ import json
 import os
 import socketserver
 import subprocess
-import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ from typing import Any
 import httpx
 import yaml
 
-from .loopback_http import LoopbackHTTPServer
+from .loopback_http import LoopbackHTTPServer, ServedInThread
 from .procs import LOOPBACK, ConfiguredServer, free_port, require_binary
 
 REPO = Path(__file__).resolve().parents[2]
@@ -232,7 +231,7 @@ class _Session:
     auth: tuple[str, str] | None = None
 
 
-class SMTPReceiver:
+class SMTPReceiver(ServedInThread):
     """An SMTP server (RFC 5321: EHLO, AUTH PLAIN, MAIL, RCPT, DATA, RSET, NOOP, QUIT; no TLS) on a
     free loopback port, recording each delivered message. It accepts only ``username`` and
     ``password``, so a delivery also proves which credentials Alertmanager sent."""
@@ -245,7 +244,6 @@ class SMTPReceiver:
     def __init__(self) -> None:
         receiver = self
         self.mails: list[Mail] = []
-        self._lock = threading.Lock()
 
         class Handler(socketserver.StreamRequestHandler):
             def reply(self, line: str) -> None:
@@ -293,9 +291,7 @@ class SMTPReceiver:
                     lines.append(raw[1:] if raw.startswith(b"..") else raw)
                 return b"".join(lines)
 
-        self._server = socketserver.ThreadingTCPServer((LOOPBACK, 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        super().__init__(socketserver.ThreadingTCPServer((LOOPBACK, 0), Handler))
 
     def _auth(self, arg: str, handler: socketserver.StreamRequestHandler
               ) -> tuple[str, str] | None:
@@ -330,10 +326,3 @@ class SMTPReceiver:
         with self._lock:
             return [m for m in self.mails if needle in str(m.message["Subject"])]
 
-    def start(self) -> SMTPReceiver:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()

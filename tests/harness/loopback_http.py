@@ -1,4 +1,4 @@
-"""A recording HTTP server on a free loopback port, for tests that receive what a process sends.
+"""Recording servers on free loopback ports, for tests that receive what a process sends.
 
 It runs the stdlib's threading HTTP server, not the test's event loop: a test that blocks its loop
 (starting a process, say) must not stall the senders it is watching.
@@ -6,6 +6,7 @@ It runs the stdlib's threading HTTP server, not the test's event loop: a test th
 
 from __future__ import annotations
 
+import socketserver
 import threading
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,7 +15,26 @@ from typing import Any
 from .procs import LOOPBACK
 
 
-class LoopbackHTTPServer:
+class ServedInThread:
+    """A socketserver on loopback, served from a daemon thread: ``start()``, ``stop()``."""
+
+    def __init__(self, server: socketserver.BaseServer) -> None:
+        self._server = server
+        self._server.daemon_threads = True  # type: ignore[attr-defined]
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._lock = threading.Lock()  # for what subclasses record
+
+    def start(self) -> Any:
+        """Serve from a thread; returns the server, for ``Receiver().start()``."""
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class LoopbackHTTPServer(ServedInThread):
     """Answers every POST with 200 and what ``on_post`` returns; ``start()`` and ``stop()``."""
 
     def __init__(self) -> None:
@@ -33,10 +53,7 @@ class LoopbackHTTPServer:
             def log_message(self, *_args: Any) -> None:
                 return
 
-        self._server = ThreadingHTTPServer((LOOPBACK, 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._lock = threading.Lock()  # for what subclasses record
+        super().__init__(ThreadingHTTPServer((LOOPBACK, 0), Handler))
 
     def on_post(self, path: str, headers: Message, body: bytes) -> tuple[bytes, str]:
         """Record one request; the reply's body and content type."""
@@ -45,12 +62,3 @@ class LoopbackHTTPServer:
     @property
     def base_url(self) -> str:
         return f"http://{LOOPBACK}:{self._server.server_address[1]}"
-
-    def start(self) -> Any:
-        """Serve from a thread; returns the server, for ``Receiver().start()``."""
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
