@@ -12,6 +12,7 @@ is a no-op and health says "not_configured".
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import logging
 import re
@@ -205,19 +206,23 @@ class Archive:
         call is fresh (``check_health()`` waits for it instead)."""
         if not self._reachability()[2] and self._probing is None:
             try:
-                self._probing = asyncio.get_running_loop().create_task(self._probe())
+                self._probing = self._start_probe()
             except RuntimeError:  # no event loop: report what is known
                 pass
         return self._report()
 
     async def check_health(self) -> dict[str, Any]:
         """``health()`` after probing Supabase and re-reading the outbox."""
-        if self._probing is not None:
-            await asyncio.shield(self._probing)
-        else:
-            self._probing = asyncio.get_running_loop().create_task(self._probe())
-            await asyncio.shield(self._probing)
+        if self._probing is None:
+            self._probing = self._start_probe()
+        await asyncio.shield(self._probing)
         return self._report()
+
+    def _start_probe(self) -> asyncio.Task[None]:
+        # Detached from the caller's context: the probe is shared by whoever asks next, so its
+        # spans and logs must not join (or carry the trace id of) the call that started it.
+        return asyncio.get_running_loop().create_task(self._probe(), name="supabase-probe",
+                                                      context=contextvars.Context())
 
     def _report(self) -> dict[str, Any]:
         stats = self.outbox.last_stats

@@ -35,8 +35,7 @@ OUTBOX_MESSAGES = "exai.supabase.outbox.messages"  # messages in the write
 OUTBOX_ATTEMPT = "exai.supabase.outbox.attempt"  # 1 for the first try
 
 # --- spans ------------------------------------------------------------------------------------
-# "supabase {db.operation.name} {db.collection.name}" around each call, e.g.
-# "supabase upsert messages"; its httpx child is renamed "{METHOD} /rest/v1/{table}".
+# "{db.operation.name} {db.collection.name}" around each call, e.g. "upsert messages"; its httpx
+# child is renamed "{METHOD} /rest/v1/{table}".
 DELIVERY_SPAN = "supabase outbox deliver"  # one delivery attempt, linked to the chat's span
 
-DB_SYSTEM_VALUE = "supabase"

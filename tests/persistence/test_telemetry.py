@@ -127,3 +127,15 @@ async def test_a_failed_call_carries_the_postgres_error_code_when_there_is_one(
     assert rejected.attributes[names.ERROR_TYPE] == "23514"
     assert catalogue.DB_RESPONSE_STATUS_CODE not in unavailable.attributes
     assert unavailable.attributes[names.ERROR_TYPE] == "PGRST001"
+
+
+async def test_the_health_probe_runs_outside_the_call_that_started_it(
+        make_archive: Any, telemetry: Telemetry) -> None:
+    """The probe is shared by whoever asks next: its spans start their own traces."""
+    archive = await make_archive(None)
+    with telemetry.instruments.tracer.start_as_current_span("tools/call status") as caller:
+        await archive.check_health()
+    caller_trace = caller.get_span_context().trace_id
+    probe = [s for s in telemetry.finished() if s.name != "tools/call status"]
+    assert probe, "the probe made no span"
+    assert all(s.context.trace_id != caller_trace for s in probe), [s.name for s in probe]
