@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     kimi_max_inflight: int = Field(KIMI.max_inflight_default, alias=KIMI.max_inflight_env)
     glm_max_inflight: int = Field(GLM.max_inflight_default, alias=GLM.max_inflight_env)
     slot_wait_secs: float = Field(5.0, alias="EXAI_SLOT_WAIT_SECS")
+    # Each provider's max_inflight counted across every daemon on REDIS_URL (app.shared_limits),
+    # falling back to the per-daemon limit while Redis is away.
+    shared_provider_limits: bool = Field(False, alias="EXAI_SHARED_PROVIDER_LIMITS")
     rate_limit_per_sec: float = Field(20.0, alias="EXAI_RATE_LIMIT_PER_SEC")
     rate_limit_burst: int = Field(40, alias="EXAI_RATE_LIMIT_BURST")
     tool_timeout_secs: float = Field(120.0, alias="EXAI_TOOL_TIMEOUT_SECS")

@@ -14,6 +14,8 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from redis.asyncio import Redis
+
 from otel.setup import Telemetry
 
 from . import __version__, browser_guard
@@ -25,6 +27,7 @@ from .providers.registry import ProviderRegistry
 from .providers.table import PROVIDERS
 from .server import WebSocketServer
 from .session import SessionServices
+from .shared_limits import SharedLimits
 from .storage.redis_client import create_redis_client
 from .storage.threads import create_thread_store
 from .tools.base import ToolRegistry
@@ -53,11 +56,7 @@ class Daemon:
         self.redis = create_redis_client(settings.redis_url)
         self.threads = create_thread_store(settings, instruments, self.redis)
         self.archive = create_archive(settings, instruments, redis=self.redis)
-        provider_slots = {
-            entry.key: Slots("provider", settings.provider(entry).max_inflight,
-                             settings.slot_wait_secs)
-            for entry in PROVIDERS
-        }
+        provider_slots = build_provider_slots(settings, self.redis)
         tools = ToolRegistry([
             ChatTool(self.providers, provider_slots, Conversations(
                 self.threads, self.archive, max_turns=settings.max_conversation_turns,
@@ -148,6 +147,25 @@ class Daemon:
             log.info("stopping within %.1f s", self.settings.shutdown_timeout_secs)
             await self.stop()
         return deadline
+
+
+def build_provider_slots(settings: Settings, redis: Redis | None) -> dict[str, Slots]:
+    """Each provider's concurrency slots: the daemon's own, or with EXAI_SHARED_PROVIDER_LIMITS
+    (and REDIS_URL) counted across every daemon on that Redis."""
+    shared = None
+    if settings.shared_provider_limits:
+        if redis is None:
+            log.warning("EXAI_SHARED_PROVIDER_LIMITS=true needs REDIS_URL; provider concurrency "
+                        "limits are per daemon")
+        else:
+            shared = SharedLimits(redis, settings.redis_retry_secs)
+    slots: dict[str, Slots] = {}
+    for entry in PROVIDERS:
+        limit = settings.provider(entry).max_inflight
+        slots[entry.key] = (Slots("provider", limit, settings.slot_wait_secs) if shared is None
+                            else shared.slots("provider", entry.key, limit,
+                                              settings.slot_wait_secs))
+    return slots
 
 
 async def _close_by(name: str, close: Callable[[], Awaitable[object]], deadline: float) -> None:

@@ -1,7 +1,9 @@
 """Concurrency slots with a bounded wait, and a per-session token bucket.
 
 Slots are only ever released by the holder that acquired them (``async with``); nothing
-"recovers" capacity behind a caller's back, so capacity cannot inflate.
+"recovers" capacity behind a caller's back, so capacity cannot inflate. (The provider slots
+shared across daemons, ``app.shared_limits``, also free a dead daemon's slots when its leases
+expire: a process that is gone cannot release them.)
 """
 
 from __future__ import annotations
@@ -40,11 +42,25 @@ class Slots:
 
     @asynccontextmanager
     async def hold(self) -> AsyncIterator[None]:
+        async with self.hold_until(self.deadline()):
+            yield
+
+    def deadline(self) -> float:
+        """When a wait for a slot that starts now gives up (event loop time)."""
+        return asyncio.get_running_loop().time() + self._wait_secs
+
+    def exceeded(self) -> CapacityExceeded:
+        """What a caller that waited in vain is told."""
+        return CapacityExceeded(self.scope, retry_after=max(1.0, self._wait_secs))
+
+    @asynccontextmanager
+    async def hold_until(self, deadline: float) -> AsyncIterator[None]:
+        """Hold a local slot, waiting for one until ``deadline`` (event loop time)."""
         try:
-            async with asyncio.timeout(self._wait_secs):
+            async with asyncio.timeout_at(deadline):
                 await self._semaphore.acquire()
         except TimeoutError:
-            raise CapacityExceeded(self.scope, retry_after=max(1.0, self._wait_secs)) from None
+            raise self.exceeded() from None
         self._held += 1
         try:
             yield

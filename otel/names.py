@@ -101,6 +101,14 @@ EXAI_IGNORED_ARGUMENTS = "exai.ignored_arguments"
 EXAI_REQUESTED_TOOL = "exai.requested_tool"  # span only: the name of an unknown tool
 EXAI_SUPABASE_OUTBOX_BACKEND = "exai.supabase.outbox.backend"  # redis | memory
 EXAI_SUPABASE_FAILURE_DISPOSITION = "exai.supabase.failure.disposition"  # retry | dead_letter
+# Span only, with EXAI_SHARED_PROVIDER_LIMITS: which limit admitted or refused the call,
+# shared | local (Redis away: the daemon's own).
+EXAI_PROVIDER_LIMIT_MODE = "exai.provider_limit.mode"
+
+# --- span events ------------------------------------------------------------------------------
+# A call met Redis failing while taking or keeping a shared provider slot (with error.type): it
+# goes on under the daemon's own limit.
+EXAI_PROVIDER_LIMIT_FALLBACK = "exai.provider_limit.fallback"
 
 # Value used on metrics for any model outside the price table, so labels stay bounded.
 OTHER_VALUE = "_OTHER"
