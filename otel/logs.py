@@ -34,6 +34,10 @@ THROTTLE_WINDOW_SECS = 300.0
 PER_REQUEST_LOGGERS = ("httpx",)
 
 
+# What TraceIdFilter adds to a record for the console line, and the bridge leaves out.
+CONSOLE_FIELDS = frozenset({"trace_id", "span_id"})
+
+
 class TraceIdFilter(logging.Filter):
     """Adds ``trace_id`` and ``span_id`` (hex, or ``-``) to every record for the console format."""
 
@@ -114,8 +118,14 @@ class SafeLoggingHandler(LoggingHandler):
 
     def _translate(self, record: logging.LogRecord) -> LogRecord:
         translated = super()._translate(record)
-        if translated.attributes and not _exportable_as_is(translated.attributes):
-            translated.attributes = _export_form(translated.attributes)
+        attributes = translated.attributes
+        if attributes and (CONSOLE_FIELDS & attributes.keys()):
+            # The console's TraceIdFilter wrote them on the shared record; the exported record
+            # carries its trace context in its own fields, which Loki stores as ``trace_id``.
+            attributes = {k: v for k, v in attributes.items() if k not in CONSOLE_FIELDS}
+            translated.attributes = attributes
+        if attributes and not _exportable_as_is(attributes):
+            translated.attributes = _export_form(attributes)
         return translated
 
 

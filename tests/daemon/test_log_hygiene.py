@@ -87,3 +87,18 @@ def test_only_the_parts_that_are_no_attribute_value_are_left_out(
         "kept": 1, "items": ("a", 2), "map": {"ok": True}, "lone": "\\udc00"}
     assert "object" not in attributes
     assert not [r for r in caplog.records if "Invalid type" in r.getMessage()]
+
+
+def test_the_trace_context_is_exported_once_not_also_as_attributes() -> None:
+    """The console's trace_id=/span_id= fields live on the shared record: the exported record
+    carries the context in its own fields only (an attribute would collide in Loki)."""
+    from opentelemetry.sdk.trace import TracerProvider
+
+    tracer = TracerProvider().get_tracer("test")
+    with captured_logs("exai.test.context") as output, \
+            tracer.start_as_current_span("tools/call chat") as span:
+        logging.getLogger("exai.test.context").info("inside")
+    [exported] = output.exported.get_finished_logs()
+    assert exported.log_record.trace_id == span.get_span_context().trace_id
+    assert not {"trace_id", "span_id"} & dict(exported.log_record.attributes or {}).keys()
+    assert f"trace_id={span.get_span_context().trace_id:032x}" in output.console.getvalue()
