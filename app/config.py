@@ -8,6 +8,7 @@ the OpenTelemetry SDK reads itself, so none of them appear here.
 from __future__ import annotations
 
 import os
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from app.providers.table import GLM, KIMI, ProviderEntry
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 MIB = 1024 * 1024
+# This process's id when EXAI_INSTANCE_ID is not set: drawn once, so every user agrees.
+_FRESH_INSTANCE_ID = str(uuid.uuid4())
 
 
 def default_token_file() -> Path:
@@ -34,6 +37,24 @@ class ProviderSettings:
     api_key: SecretStr
     api_url: str
     max_inflight: int
+
+
+class _InstanceIdSetting(BaseSettings):
+    """``EXAI_INSTANCE_ID`` alone, read like ``Settings`` reads it (environment, then ``.env``)."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+    instance_id: str = Field("", alias="EXAI_INSTANCE_ID")
+
+
+def instance_id(configured: str | None = None) -> str:
+    """This daemon's id: its telemetry's ``service.instance.id`` and its name as a consumer of
+    the Supabase outbox. ``EXAI_INSTANCE_ID`` when set (``configured``, else read from the
+    environment or ``.env``), so a daemon restarted under the same id takes back its own
+    unfinished outbox writes at once; otherwise a uuid drawn once per process. Two daemons
+    running at the same time must not share one."""
+    if configured is None:
+        configured = _InstanceIdSetting().instance_id
+    return configured.strip() or _FRESH_INSTANCE_ID
 
 
 class Settings(BaseSettings):
@@ -125,10 +146,19 @@ class Settings(BaseSettings):
     # An oldest pending write older than this makes the archive's health degraded.
     supabase_stale_backlog_secs: float = Field(300.0, alias="EXAI_SUPABASE_STALE_BACKLOG_SECS",
                                                gt=0)
+    # An outbox write its daemon has not touched for this long (killed, hung) is taken over by
+    # another daemon on the same Redis; a live daemon refreshes its hold well before.
+    supabase_claim_idle_secs: float = Field(60.0, alias="EXAI_SUPABASE_CLAIM_IDLE_SECS", gt=0)
+    # This daemon's id (telemetry's service.instance.id, the outbox consumer); see instance_id().
+    instance_id: str = Field("", alias="EXAI_INSTANCE_ID")
 
     # Health endpoint
     health_host: str = Field("127.0.0.1", alias="HEALTH_CHECK_HOST")
     health_port: int = Field(8081, alias="HEALTH_CHECK_PORT")
+
+    @property
+    def service_instance_id(self) -> str:
+        return instance_id(self.instance_id)
 
     @field_validator("ws_max_bytes", "max_connections", "max_connections_per_client",
                      "session_max_inflight", "global_max_inflight", "kimi_max_inflight",

@@ -26,7 +26,6 @@ import logging
 import os
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -50,6 +49,8 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+from app.config import instance_id
 
 from . import names
 from .instruments import Instruments, create_instruments
@@ -106,7 +107,7 @@ def build_resource(version: str) -> Resource:
     defaults = Resource.create({
         "service.name": names.SERVICE_NAME,
         "service.version": version,
-        "service.instance.id": str(uuid.uuid4()),
+        "service.instance.id": instance_id(),  # EXAI_INSTANCE_ID, or a uuid per process
     })
     merged = defaults.merge(OTELResourceDetector().detect())
     return HashedOnceResource(merged.attributes, merged.schema_url)

@@ -297,7 +297,9 @@ def build_archive(settings: Settings, instruments: Instruments | None = None, *,
     ``tracer_provider`` / ``meter_provider`` go to the httpx instrumentation (globals if None).
     ``options`` override the tunables read from ``settings`` (``EXAI_SUPABASE_*``): the fields
     of ``ArchiveTuning``, and the outbox's ``memory_limit`` and ``dead_limit``;
-    ``history_limit`` (the chat tool passes its own limit) is an option only.
+    ``history_limit`` (the chat tool passes its own limit) is an option only, and so is
+    ``consumer``, the outbox's consumer name (default: ``settings.service_instance_id``, the
+    daemon's ``service.instance.id``; tests give several archives in one process their own).
     """
     url = settings.supabase_url.strip()
     key = settings.supabase_service_role_key.get_secret_value().strip()
@@ -316,15 +318,17 @@ def build_archive(settings: Settings, instruments: Instruments | None = None, *,
         log.error("Supabase archive off: %s (a line break?)", reason)
         return DisabledArchive(reason, status=DEGRADED)
     telemetry = SupabaseTelemetry(instruments, url)
-    outbox = Outbox(redis, prefix=outbox_prefix,
-                    memory_limit=options.pop("memory_limit", settings.supabase_outbox_memory_limit),
-                    dead_limit=options.pop("dead_limit", settings.supabase_dead_letter_limit),
+    memory_limit = options.pop("memory_limit", settings.supabase_outbox_memory_limit)
+    dead_limit = options.pop("dead_limit", settings.supabase_dead_letter_limit)
+    consumer = options.pop("consumer", settings.service_instance_id)
+    history_limit = options.pop("history_limit", DEFAULT_HISTORY_LIMIT)
+    tuning = replace(ArchiveTuning.from_settings(settings), **options)
+    outbox = Outbox(redis, prefix=outbox_prefix, memory_limit=memory_limit, dead_limit=dead_limit,
+                    consumer=consumer, claim_idle_secs=tuning.claim_idle_secs,
                     on_drop=lambda _entry: telemetry.dropped.add(1))
     if redis is None:
         log.warning("Supabase outbox without Redis: writes waiting for Supabase are kept in "
                     "memory and lost if the daemon stops before Supabase takes them")
-    history_limit = options.pop("history_limit", DEFAULT_HISTORY_LIMIT)
-    return Archive(url, key, outbox=outbox, telemetry=telemetry,
-                   tuning=replace(ArchiveTuning.from_settings(settings), **options),
+    return Archive(url, key, outbox=outbox, telemetry=telemetry, tuning=tuning,
                    history_limit=history_limit, tracer_provider=tracer_provider,
                    meter_provider=meter_provider)

@@ -61,7 +61,8 @@ class DeliveryWorker:
         self._wake.set()
 
     async def stop(self, timeout_secs: float = 5.0) -> None:
-        """Stop; a write in flight stays in the outbox (Redis: delivered after the restart)."""
+        """Stop; a write in flight stays in the outbox (Redis: released, so another daemon, or
+        this one restarted, delivers it)."""
         self._stopping = True
         self._wake.set()
         task, self._task = self._task, None
@@ -117,6 +118,26 @@ class DeliveryWorker:
             await self.outbox.stats()
 
     async def _deliver_until_settled(self, claim: Claim) -> None:
+        """Deliver ``claim``, refreshing this daemon's hold on it meanwhile, so no other daemon
+        takes over a write that is only slow or waiting for Supabase to come back. Stopped
+        before it is settled, the hold is released: another daemon may take it at once."""
+        keeper = (asyncio.create_task(self._keep_hold(claim), name="exai-supabase-outbox-hold")
+                  if claim.source == "redis" else None)
+        try:
+            settled = await self._attempt_until_settled(claim)
+        finally:
+            if keeper is not None:
+                keeper.cancel()
+                await asyncio.wait({keeper})
+        if not settled:
+            await self.outbox.release(claim)
+
+    async def _keep_hold(self, claim: Claim) -> None:
+        while True:
+            await asyncio.sleep(self.tuning.claim_idle_secs / 3)
+            await self.outbox.touch(claim)
+
+    async def _attempt_until_settled(self, claim: Claim) -> bool:
         attempt = 0
         while not self._stopping:
             entry = claim.entry
@@ -127,12 +148,12 @@ class DeliveryWorker:
             except RejectedWrite as exc:
                 await self._dead_letter(claim, claim.entry, [(None, exc)])
                 self._record_success()  # Supabase answered: it is reachable
-                return
+                return True
             except ArchiveError as exc:
                 self._record_failure(exc)
                 self.telemetry.failure(exc.error_type, "retry")
                 if claim.source == "memory" and await self.outbox.spill_memory_to_redis():
-                    return  # now durable in Redis; it is taken from there on the next round
+                    return True  # now durable in Redis; taken from there on the next round
                 delay = backoff.equal_jitter(attempt, self.tuning.backoff_base_secs,
                                              self.tuning.backoff_max_secs)
                 attempt += 1
@@ -149,7 +170,8 @@ class DeliveryWorker:
                 await self.outbox.ack(claim)
             self.delivered += 1
             self._record_success()
-            return
+            return True
+        return False
 
     async def deliver(
             self, entry: OutboxEntry) -> list[tuple[dict[str, Any] | None, RejectedWrite]]:

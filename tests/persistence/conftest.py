@@ -11,6 +11,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from redis.exceptions import ResponseError
 
 from app.config import Settings
 from app.persistence import Archive, build_archive
@@ -110,3 +111,14 @@ def message_rows_in_db(db: psycopg.Connection) -> list[tuple[Any, ...]]:
     return db.execute(
         "select c.continuation_id, m.role, m.content, m.idempotency_key from messages m "
         "join conversations c on c.id = m.conversation_id order by m.created_at").fetchall()
+
+
+async def in_flight(redis: Any, outbox: Any) -> int:
+    """Writes claimed by some consumer of the outbox's group and not yet acknowledged (0 before
+    the first worker has made the group)."""
+    try:
+        return int((await redis.xpending(outbox.stream_key, outbox.group))["pending"])
+    except ResponseError as exc:
+        if "NOGROUP" not in str(exc):
+            raise
+        return 0

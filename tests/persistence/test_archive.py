@@ -17,7 +17,7 @@ from app.persistence import ArchiveUnavailable, DisabledArchive, build_archive, 
 from app.storage.turns import Turn
 from tests.harness.postgrest import PostgrestTestServer
 
-from .conftest import FAKE_SERVICE_ROLE_KEY, Telemetry, message_rows_in_db
+from .conftest import FAKE_SERVICE_ROLE_KEY, Telemetry, in_flight, message_rows_in_db
 
 
 def exchange(i: int, second: int = 0) -> list[Turn]:
@@ -89,10 +89,10 @@ async def test_a_restart_with_a_non_empty_outbox_loses_nothing(
         await first.record_turn(f"conv-{i}", "s", exchange(i), {})
     await asyncio.sleep(0.3)
     if how == "crash":
-        assert await redis_client.llen(first.outbox.processing_key) == 1
+        assert await in_flight(redis_client, first.outbox) == 1
         first.worker._task.cancel()  # the process dies mid-request: no clean-up runs
         await asyncio.sleep(0.05)
-        assert await redis_client.llen(first.outbox.processing_key) == 1
+        assert await in_flight(redis_client, first.outbox) == 1
     await first.aclose(drain_timeout_secs=0)
     assert (await first.outbox.stats()).depth == n
     assert db.execute("select count(*) from messages").fetchone()[0] == 0
@@ -104,7 +104,7 @@ async def test_a_restart_with_a_non_empty_outbox_loses_nothing(
     assert await second.drain(10.0)
     rows = message_rows_in_db(db)
     assert len(rows) == 2 * n and len({r[3] for r in rows}) == 2 * n
-    assert await redis_client.llen(second.outbox.processing_key) == 0
+    assert await in_flight(redis_client, second.outbox) == 0
 
 
 async def test_history_returns_the_newest_turns_in_order(
@@ -224,8 +224,7 @@ async def test_redis_failing_at_run_time_falls_back_to_memory_then_back(
         while (await archive.outbox.stats()).in_memory and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         assert archive.outbox.last_stats.in_memory == 0
-        assert (await client.llen(archive.outbox.pending_key)
-                + await client.llen(archive.outbox.processing_key)) == 3
+        assert await client.xlen(archive.outbox.stream_key) == 3
 
         await server.start()
         assert await archive.drain(5.0)
