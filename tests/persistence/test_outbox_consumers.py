@@ -14,15 +14,18 @@ from typing import Any
 
 import psycopg
 import pytest
+from redis.exceptions import ResponseError
 
 from app.config import Settings, instance_id
 from app.persistence import Archive, build_archive
-from app.persistence.outbox import OutboxEntry
+from app.persistence.outbox import DEFAULT_PREFIX, Outbox, OutboxEntry
 from app.storage.turns import Turn
 from otel.setup import build_resource
+from tests.harness.exai_process import spawn_daemon
 from tests.harness.postgrest import PostgrestTestServer
+from tests.harness.procs import free_port
 
-from .conftest import in_flight, message_rows_in_db
+from .conftest import FAKE_SERVICE_ROLE_KEY, in_flight, message_rows_in_db
 
 CLAIM_IDLE = 1.0  # seconds a killed daemon's write waits before another takes it over
 
@@ -66,10 +69,9 @@ async def daemon(make_archive: Any, redis: Any, deliveries: Deliveries, name: st
     return deliveries.watch(archive)
 
 
-async def owner_of_pending(redis: Any, archive: Archive) -> dict[str, str]:
+async def owner_of_pending(redis: Any, outbox: Outbox) -> dict[str, str]:
     """entry stream id -> consumer holding it."""
-    rows = await redis.xpending_range(archive.outbox.stream_key, archive.outbox.group, "-", "+",
-                                      100)
+    rows = await redis.xpending_range(outbox.stream_key, outbox.group, "-", "+", 100)
     return {row["message_id"]: row["consumer"] for row in rows}
 
 
@@ -123,7 +125,8 @@ async def test_one_daemon_killed_mid_delivery_and_one_restarted_lose_and_double_
 
     # Kill a while it holds a write: its task dies mid-request, no clean-up, no release.
     await wait_for(lambda: _holds(redis_client, a))
-    held = [i for i, owner in (await owner_of_pending(redis_client, a)).items() if owner == "a"]
+    owners = await owner_of_pending(redis_client, a.outbox)
+    held = [stream_id for stream_id, owner in owners.items() if owner == "a"]
     assert len(held) == 1
     [(_, fields)] = await redis_client.xrange(a.outbox.stream_key, held[0], held[0])
     held_entry = json.loads(fields["entry"])["id"]
@@ -153,7 +156,7 @@ async def test_one_daemon_killed_mid_delivery_and_one_restarted_lose_and_double_
 
 
 async def _holds(redis: Any, archive: Archive) -> bool:
-    return "a" in (await owner_of_pending(redis, archive)).values()
+    return "a" in (await owner_of_pending(redis, archive.outbox)).values()
 
 
 async def test_a_restarted_daemon_leaves_alone_what_a_live_daemon_holds(
@@ -167,7 +170,7 @@ async def test_a_restarted_daemon_leaves_alone_what_a_live_daemon_holds(
 
     restarted = await daemon(make_archive, redis_client, deliveries, "restarted")
     await asyncio.sleep(CLAIM_IDLE * 2)  # past the idle time: only the live hold keeps it
-    assert set((await owner_of_pending(redis_client, live)).values()) == {"live"}
+    assert set((await owner_of_pending(redis_client, live.outbox)).values()) == {"live"}
     assert deliveries.done == []
 
     assert await live.drain(10.0)
@@ -282,3 +285,58 @@ async def test_consumers_silent_for_long_and_holding_nothing_are_forgotten(
     names = {c["name"] for c in await redis_client.xinfo_consumers(outbox.stream_key,
                                                                    outbox.group)}
     assert "ghost" not in names and "holder" in names  # a holder is kept: its write is pending
+
+
+@pytest.mark.parametrize("outbox_prefix", [DEFAULT_PREFIX])  # the real daemon's keys
+async def test_a_real_daemon_killed_with_sigkill_mid_delivery_loses_and_doubles_nothing(
+        outbox_prefix: str, make_archive: Any, redis_client: Any, redis_server: Any,
+        server: PostgrestTestServer, db: psycopg.Connection, tmp_path: Any) -> None:
+    m = 5
+    keys = [f"{outbox_prefix}:stream", outbox_prefix, f"{outbox_prefix}:processing",
+            f"{outbox_prefix}:dead"]
+    await redis_client.delete(*keys)
+    seed = Outbox(redis_client, prefix=outbox_prefix)
+    entries = [OutboxEntry(f"conv-{i}", {"continuation_id": f"conv-{i}", "session_id": "s",
+                                         "title": f"question {i}", "metadata": {}},
+                           _messages(i)) for i in range(m)]
+    for entry in entries:
+        assert await seed.put(entry) == "redis"
+    server.delay = 60.0  # the daemon's first request hangs: it is mid-delivery when killed
+    proc, _ = await asyncio.to_thread(
+        spawn_daemon, tmp_path, free_port(), REDIS_URL=redis_server.url, SUPABASE_URL=server.url,
+        SUPABASE_SERVICE_ROLE_KEY=FAKE_SERVICE_ROLE_KEY, EXAI_INSTANCE_ID="doomed",
+        EXAI_SUPABASE_CLAIM_IDLE_SECS=str(CLAIM_IDLE), OTEL_SDK_DISABLED="true")
+    try:
+        await wait_for(lambda: _holds_one(redis_client, seed, "doomed"), timeout=20.0)
+        await wait_for(lambda: _any(server.requests))
+        [held] = await owner_of_pending(redis_client, seed)
+        [(_, fields)] = await redis_client.xrange(seed.stream_key, held, held)
+        held_entry = json.loads(fields["entry"])["id"]
+        proc.kill()  # SIGKILL: no clean-up, no release
+        killed_at = time.monotonic()
+    finally:
+        proc.stop()
+    server.delay = 0.0
+    deliveries = Deliveries()
+    survivor = await daemon(make_archive, redis_client, deliveries, "survivor")
+    assert await survivor.drain(10.0)
+    await wait_for(lambda: _settled(redis_client, survivor))
+    assert_each_turn_once(db, m)
+    assert len(deliveries.done) == m and set(deliveries.by_entry().values()) == {1}
+    [taken_at] = [at for _, entry_id, at in deliveries.done if entry_id == held_entry]
+    assert CLAIM_IDLE * 0.5 <= taken_at - killed_at < CLAIM_IDLE + 3.0
+    print(f"\nSIGKILL: M={m} delivered={len(deliveries.done)} duplicates=0 "
+          f"reclaim={taken_at - killed_at:.2f}s after the kill (claim idle {CLAIM_IDLE}s)")
+    await redis_client.delete(*keys)
+
+
+async def _holds_one(redis: Any, outbox: Outbox, consumer: str) -> bool:
+    try:
+        pending = await redis.xpending_range(outbox.stream_key, outbox.group, "-", "+", 10)
+    except ResponseError:
+        return False
+    return [row["consumer"] for row in pending] == [consumer]
+
+
+async def _any(items: list[Any]) -> bool:
+    return bool(items)
