@@ -87,7 +87,7 @@ def serve(log_level: Annotated[str, typer.Option(help="Console log level.")] = "
 
     try:
         settings = Settings()
-        telemetry = configure_telemetry(__version__)
+        telemetry = configure_telemetry(__version__, instance_id=settings.service_instance_id)
     except (ValidationError, ValueError) as error:
         console.print(f"[red]configuration error[/red]: {_config_error(error)}")
         raise typer.Exit(2) from None

@@ -26,6 +26,7 @@ import logging
 import os
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -49,8 +50,6 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-
-from app.config import instance_id
 
 from . import names
 from .instruments import Instruments, create_instruments
@@ -102,12 +101,13 @@ class HashedOnceResource(Resource):
         return self._hash
 
 
-def build_resource(version: str) -> Resource:
-    """Our defaults, overridden by ``OTEL_RESOURCE_ATTRIBUTES`` and ``OTEL_SERVICE_NAME``."""
+def build_resource(version: str, instance_id: str | None = None) -> Resource:
+    """Our defaults, overridden by ``OTEL_RESOURCE_ATTRIBUTES`` and ``OTEL_SERVICE_NAME``.
+    ``instance_id``: the daemon's (``app.config.instance_id``), else a fresh uuid."""
     defaults = Resource.create({
         "service.name": names.SERVICE_NAME,
         "service.version": version,
-        "service.instance.id": instance_id(),  # EXAI_INSTANCE_ID, or a uuid per process
+        "service.instance.id": instance_id or str(uuid.uuid4()),
     })
     merged = defaults.merge(OTELResourceDetector().detect())
     return HashedOnceResource(merged.attributes, merged.schema_url)
@@ -404,6 +404,7 @@ def configure_telemetry(
     log_processors: Sequence[BatchLogRecordProcessor] | None = None,
     log_exporter: LogRecordExporter | None = None,
     instrument_libraries: bool = True,
+    instance_id: str | None = None,
 ) -> Telemetry:
     """Set the global providers and instrument httpx, redis, logging and the process.
 
@@ -421,7 +422,7 @@ def configure_telemetry(
             meter_provider=metrics.NoOpMeterProvider(), logger_provider=None,
         )
 
-    resource = build_resource(version)
+    resource = build_resource(version, instance_id)
     span_batching: Batching | None = None
     log_batching: Batching | None = None
     metric_tally: ExportTally | None = None

@@ -244,7 +244,8 @@ def test_the_consumer_name_is_the_service_instance_id(
                         SUPABASE_SERVICE_ROLE_KEY="k", REDIS_URL="")
     archive = build_archive(settings)
     assert isinstance(archive, Archive)
-    resource_id = build_resource("test").attributes["service.instance.id"]
+    resource_id = build_resource("test", settings.service_instance_id).attributes[
+        "service.instance.id"]
     assert archive.outbox.consumer == resource_id == instance_id()
     assert archive.tuning.claim_idle_secs == archive.outbox.claim_idle_secs == 42
     if configured:
