@@ -52,6 +52,7 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from . import names
+from .endpoints import listening, otlp_endpoint
 from .instruments import Instruments, create_instruments
 
 _log = logging.getLogger(__name__)
@@ -62,6 +63,8 @@ OWN_INSTRUMENTATION = "exai"
 HTTP_PROTOBUF = "http/protobuf"
 # A caller that gives no deadline gets the daemon's default one (Settings.shutdown_timeout_secs).
 DEFAULT_SHUTDOWN_SECS = 8.0
+# With no collector listening, the exporters get this long to give up, not the deadline.
+UNREACHABLE_SHUTDOWN_SECS = 0.5
 
 
 def sdk_disabled() -> bool:
@@ -246,6 +249,7 @@ class FlushOutcome:
     dropped_log_records: int
     metrics_flushed: bool
     timed_out: bool  # exports were still waiting for the collector when the deadline came
+    unreachable: bool = False  # no collector accepted a connection: nothing was waited for
 
     @property
     def complete(self) -> bool:
@@ -256,8 +260,12 @@ class FlushOutcome:
         if self.complete:
             return f"telemetry: flushed in {self.seconds:.1f} s"
         metrics = "metrics flushed" if self.metrics_flushed else "metrics not flushed"
-        reason = (f"collector did not answer within {self.seconds:.1f} s" if self.timed_out
-                  else f"export failed after {self.seconds:.1f} s")
+        if self.unreachable:
+            reason = "no collector accepted a connection"
+        elif self.timed_out:
+            reason = f"collector did not answer within {self.seconds:.1f} s"
+        else:
+            reason = f"export failed after {self.seconds:.1f} s"
         return (f"telemetry: dropped {self.dropped_spans} spans, {self.dropped_log_records} "
                 f"log records, {metrics}: {reason}")
 
@@ -320,6 +328,7 @@ class Telemetry:
     _span_batching: Batching | None = None
     _log_batching: Batching | None = None
     _metric_tally: ExportTally | None = None
+    _endpoints: frozenset[tuple[str, int]] = frozenset()  # where the OTLP exporters send
     _outcome: FlushOutcome | None = None
 
     def force_flush(self, timeout_secs: float = 5.0) -> bool:
@@ -348,6 +357,9 @@ class Telemetry:
             self._outcome = NOTHING_TO_FLUSH
             return self._outcome
         started = time.monotonic()
+        unreachable = bool(self._endpoints) and not any(map(listening, self._endpoints))
+        if unreachable:  # nothing listens: what is queued cannot be delivered, only waited on
+            timeout_secs = min(timeout_secs, UNREACHABLE_SHUTDOWN_SECS)
         deadline = started + timeout_secs
         failed_before = {tally: tally.failed for tally in self._tallies()}
         unfinished = run_until(deadline, self._shutdown_jobs(deadline))
@@ -364,6 +376,7 @@ class Telemetry:
             and (self._metric_tally is None or lost.get(self._metric_tally, 0) == 0),
             timed_out=bool(unfinished) or used_the_deadline
             or any(tally.in_flight for tally in lost),
+            unreachable=unreachable,
         )
         return self._outcome
 
@@ -426,7 +439,9 @@ def configure_telemetry(
     span_batching: Batching | None = None
     log_batching: Batching | None = None
     metric_tally: ExportTally | None = None
+    endpoints: set[tuple[str, int]] = set()
     if span_processors is None:
+        endpoints.add(otlp_endpoint("traces", otlp_protocol("traces")))
         span_batching = _batching(BatchSpanProcessor, _span_exporter(), SpanExportResult)
         span_processors = [cast(BatchSpanProcessor, span_batching.processor)]
     tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False)
@@ -434,6 +449,7 @@ def configure_telemetry(
         tracer_provider.add_span_processor(processor)
 
     if metric_readers is None:
+        endpoints.add(otlp_endpoint("metrics", otlp_protocol("metrics")))
         metric_exporter = CountingMetricExporter(_metric_exporter())
         metric_tally = metric_exporter.tally
         metric_readers = [PeriodicExportingMetricReader(metric_exporter)]
@@ -441,6 +457,8 @@ def configure_telemetry(
                                    shutdown_on_exit=False)
 
     if log_processors is None:
+        if log_exporter is None:
+            endpoints.add(otlp_endpoint("logs", otlp_protocol("logs")))
         log_batching = _batching(BatchLogRecordProcessor, log_exporter or _log_exporter(),
                                  LogRecordExportResult)
         log_processors = [cast(BatchLogRecordProcessor, log_batching.processor)]
@@ -456,7 +474,7 @@ def configure_telemetry(
         instruments=create_instruments(version, tracer_provider, meter_provider),
         enabled=True, tracer_provider=tracer_provider, meter_provider=meter_provider,
         logger_provider=logger_provider, _span_batching=span_batching,
-        _log_batching=log_batching, _metric_tally=metric_tally,
+        _log_batching=log_batching, _metric_tally=metric_tally, _endpoints=frozenset(endpoints),
     )
     if instrument_libraries:
         telemetry._instrumentors = _instrument_libraries(tracer_provider, meter_provider)

@@ -46,7 +46,7 @@ from tests.harness.exai_process import EXAI, TOKEN, spawn_daemon
 from tests.harness.fake_upstream import FakeUpstreamControl
 from tests.harness.hanging_otlp import HangingEndpoint
 from tests.harness.otlp_sink import OtlpSink
-from tests.harness.procs import ManagedProcess
+from tests.harness.procs import ManagedProcess, free_port
 
 DEFAULT_DEADLINE_SECS = 8.0  # Settings.shutdown_timeout_secs
 # From the deadline to the process being gone: writing the last console line and exiting.
@@ -257,6 +257,21 @@ def test_a_collector_that_never_answers_costs_the_deadline_not_more(
     assert spans >= 40, "every call's SERVER span at least was never delivered"
     assert log_records > 0
     assert 0 < waited <= deadline
+    assert "Traceback" not in log
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_with_no_collector_listening_the_daemon_stops_at_once(tmp_path, fake_llm_process,
+                                                                protocol):
+    """A refused connection cannot take what is queued: nothing is waited for (before: the
+    exporters retried until the whole 8 s deadline)."""
+    closed = f"http://127.0.0.1:{free_port()}"
+    daemon, url = _serve(tmp_path, fake_llm_process.port, closed, protocol, None)
+    _loadgen(url, calls=40)
+    elapsed = _sigterm_and_time(daemon, f"no {protocol} collector listening")
+    log = _log(tmp_path)
+    assert elapsed < 2.0, log[-3000:]
+    assert "no collector accepted a connection" in log, log[-3000:]
     assert "Traceback" not in log
 
 
