@@ -34,21 +34,19 @@ THROTTLE_WINDOW_SECS = 300.0
 PER_REQUEST_LOGGERS = ("httpx",)
 
 
-# What TraceIdFilter adds to a record for the console line, and the bridge leaves out.
-CONSOLE_FIELDS = frozenset({"trace_id", "span_id"})
+class TraceIdFormatter(logging.Formatter):
+    """The console format, with the current trace and span ids (hex, or ``-``).
 
+    The ids go into what is formatted, not onto the record: the record is shared with the OTel
+    bridge, which would export them again as attributes (the exported record carries its trace
+    context in its own fields, which Loki stores as ``trace_id``)."""
 
-class TraceIdFilter(logging.Filter):
-    """Adds ``trace_id`` and ``span_id`` (hex, or ``-``) to every record for the console format."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - the stdlib's name
         context = trace.get_current_span().get_span_context()
-        if context.is_valid:
-            record.trace_id = format(context.trace_id, "032x")
-            record.span_id = format(context.span_id, "016x")
-        else:
-            record.trace_id = record.span_id = "-"
-        return True
+        ids = ({"trace_id": format(context.trace_id, "032x"),
+                "span_id": format(context.span_id, "016x")} if context.is_valid
+               else {"trace_id": "-", "span_id": "-"})
+        return self._style._fmt % {**record.__dict__, **ids}
 
 
 class SdkWarningThrottle(logging.Filter):
@@ -118,14 +116,8 @@ class SafeLoggingHandler(LoggingHandler):
 
     def _translate(self, record: logging.LogRecord) -> LogRecord:
         translated = super()._translate(record)
-        attributes = translated.attributes
-        if attributes and (CONSOLE_FIELDS & attributes.keys()):
-            # The console's TraceIdFilter wrote them on the shared record; the exported record
-            # carries its trace context in its own fields, which Loki stores as ``trace_id``.
-            attributes = {k: v for k, v in attributes.items() if k not in CONSOLE_FIELDS}
-            translated.attributes = attributes
-        if attributes and not _exportable_as_is(attributes):
-            translated.attributes = _export_form(attributes)
+        if translated.attributes and not _exportable_as_is(translated.attributes):
+            translated.attributes = _export_form(translated.attributes)
         return translated
 
 
@@ -173,8 +165,7 @@ def _export_form(value: Any) -> Any:
 def console_handler(stream: TextIO | None = None) -> logging.Handler:
     """One line per record on ``stream`` (stderr), with the trace id, SDK warnings throttled."""
     console = logging.StreamHandler(stream or sys.stderr)
-    console.setFormatter(logging.Formatter(CONSOLE_FORMAT))
-    console.addFilter(TraceIdFilter())
+    console.setFormatter(TraceIdFormatter(CONSOLE_FORMAT))
     console.addFilter(SdkWarningThrottle())
     console.addFilter(SafeMessage())
     return console
