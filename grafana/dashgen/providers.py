@@ -1,4 +1,8 @@
-"""LLM providers: tokens, cost, latency, time to first chunk, outcomes and circuit breakers."""
+"""LLM providers: tokens, cost, latency, time to first chunk, outcomes and circuit breakers.
+
+Each daemon has its own circuit breakers and (without shared limits) its own provider slots, so
+the "Instances" row shows calls, concurrency and breaker state per daemon instance.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from .core import RATE, dashboard, dashboard_links, or_zero, prom, row, stat, ti
 
 if TYPE_CHECKING:
     from .core import Json, Panel
-from .overview import model_variable, provider_variable
+from .overview import instance_variable, model_variable, provider_variable
 
 UID = "exai-llm-providers"
 BY_MODEL = "gen_ai_provider_name, gen_ai_request_model"
@@ -94,12 +98,36 @@ def outcomes() -> list[Panel]:
                         "refused by the provider."),
         stat("Circuit breakers", [prom(
             "max by (gen_ai_provider_name) ("
-            + n.by_name_regex(n.CIRCUIT_STATE, 'gen_ai_provider_name=~"$provider"') + ")",
+            + n.by_name_regex(n.CIRCUIT_STATE, f'gen_ai_provider_name=~"$provider", {n.INSTANCE}')
+            + ")",
             "{{gen_ai_provider_name}}")],
             width=8, height=8, mappings=circuit_mappings, decimals=0,
             thresholds=[(None, "green"), (1, "orange"), (2, "red")],
-            description="Per provider: closed (calls go through), half open (probing), open "
-                        "(calls fail fast with PROVIDER_UNAVAILABLE)."),
+            description="Per provider, the worst of the selected daemons: closed (calls go "
+                        "through), half open (probing), open (calls fail fast with "
+                        "PROVIDER_UNAVAILABLE)."),
+    ]
+
+
+def instances() -> list[Panel]:
+    """Per daemon: breakers and slots are per process, so one daemon can fail alone."""
+    by = f"{n.INSTANCE_LABEL}, gen_ai_provider_name"
+    legend = "{{instance}} {{gen_ai_provider_name}}"
+    count = _genai(n.GENAI_DURATION + "_count")
+    circuit = n.by_name_regex(n.CIRCUIT_STATE, f'gen_ai_provider_name=~"$provider", {n.INSTANCE}')
+    return [
+        row("Instances"),
+        timeseries("Provider calls per second by instance", [prom(
+            f"sum by ({by}) (rate({count}[{RATE}]))", legend)], unit="reqps"),
+        timeseries("Provider concurrency by instance", [prom(
+            f"sum by ({by}) (rate({_genai(n.GENAI_DURATION + '_sum')}[{RATE}]))", legend)],
+            unit="short",
+            description="Calls in progress on average (seconds of calls per second, Little's "
+                        "law). Against a provider's slots (EXAI_KIMI_MAX_INFLIGHT, "
+                        "EXAI_GLM_MAX_INFLIGHT), per daemon unless the limits are shared."),
+        timeseries("Circuit state by instance", [prom(
+            f"max by ({by}) ({circuit})", legend)], unit="short",
+            description="0 closed, 1 half open, 2 open: which daemon's breaker opened."),
     ]
 
 
@@ -113,5 +141,6 @@ def build() -> Json:
     return dashboard(
         UID, "exai: LLM providers",
         f"{_provider_names()}: what the calls cost, how fast they answer, how they end.",
-        [*usage(), *latency(), *outcomes()],
-        variables=[provider_variable(), model_variable()], links=dashboard_links())
+        [*usage(), *latency(), *outcomes(), *instances()],
+        variables=[instance_variable(), provider_variable(), model_variable()],
+        links=dashboard_links())

@@ -1,6 +1,10 @@
 """SLOs: each objective's error budget left, how fast it burns per alert window, the failures
 that spent it, and the LLM spend against its budget. Built from slo/slos.yaml, the same file the
-alert rules come from, and reading the rules' own recorded series."""
+alert rules come from, and reading the rules' own recorded series.
+
+The SLOs are fleet-wide (every daemon's calls together); each row also shows its SLI per daemon
+instance, the same expression as the recording rule kept ``by (instance)``, to find the daemon
+that spends the budget."""
 
 from __future__ import annotations
 
@@ -9,7 +13,15 @@ from typing import TYPE_CHECKING
 from otel import names as otel
 from otel.names import prometheus_name
 from slo import SLOS_DASHBOARD_UID, Objective, SloConfig, load
-from slo.rules import ERROR_RATIO, OPERATIONS, PROVIDER, SPEND, SPEND_PROJECTED, UNPRICED
+from slo.rules import (
+    ERROR_RATIO,
+    OPERATIONS,
+    PROVIDER,
+    SPEND,
+    SPEND_PROJECTED,
+    UNPRICED,
+    error_ratio,
+)
 
 from . import names as n
 from .core import RATE, dashboard, dashboard_links, logs, loki, or_zero, prom, row, stat, timeseries
@@ -29,6 +41,14 @@ def _legend(slo: Objective, text: str) -> str:
     return f"{{{{{PROVIDER}}}}} {text}" if OPERATIONS[slo.operation].by else text
 
 
+INSTANCE_WINDOW = "5m"
+
+
+def by_instance(slo: Objective) -> str:
+    """``slo``'s error ratio over the shortest alert window, per daemon instance."""
+    return " ".join(error_ratio(slo, INSTANCE_WINDOW, (n.INSTANCE_LABEL,)).split())
+
+
 def objective(config: SloConfig, slo: Objective) -> list[Panel]:
     period = config.period
     windows = config.burn_rate_alerts.windows()
@@ -36,20 +56,25 @@ def objective(config: SloConfig, slo: Objective) -> list[Panel]:
         row(f"{slo.name}: {slo.objective:g} % over {period}"),
         stat("Error budget left", [prom(f"1 - {_ratio(slo, period)} / {slo.budget:g}",
                                         _legend(slo, "budget left"))],
-             unit="percentunit", decimals=1, thresholds=BUDGET_STEPS, width=6, height=8,
+             unit="percentunit", decimals=1, thresholds=BUDGET_STEPS, width=4, height=8,
              description=f"{slo.description.strip()} The share of the {period} error budget "
                          f"({slo.budget:.3%} of events) not yet spent; below 0 the SLO is "
                          "missed."),
         stat(f"Error ratio over {period}", [prom(_ratio(slo, period), _legend(slo, "errors"))],
-             unit="percentunit", decimals=3, width=6, height=8,
+             unit="percentunit", decimals=3, width=4, height=8,
              thresholds=[(None, "green"), (slo.budget, "red")],
              description=f"Red above the budget, {slo.budget:.3%}."),
         timeseries("Burn rate per alert window", [
             prom(f"{_ratio(slo, window)} / {slo.budget:g}", _legend(slo, window))
-            for window in windows], width=12, height=8,
+            for window in windows], width=8, height=8,
             description="How many times faster than the budget allows it is being spent. The "
                         "page fires over 14.4 (1h and 5m) or 6 (6h and 30m), the ticket over 3 "
                         "(1d and 2h) or 1 (3d and 6h); see slo/slos.yaml."),
+        timeseries(f"Error ratio by instance ({INSTANCE_WINDOW})", [prom(
+            by_instance(slo), _legend(slo, "{{instance}}"))], unit="percentunit", width=8,
+            height=8, description="The SLI of each daemon instance over "
+                                  f"{INSTANCE_WINDOW}; the budget is {slo.budget:.3%}. One "
+                                  "instance far above the others is the one spending it."),
     ]
 
 

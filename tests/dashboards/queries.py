@@ -30,7 +30,8 @@ BUILTINS = {
 }
 # Dashboard variables: label variables are "All" (regex .*); text boxes get realistic values.
 VARIABLES = {
-    "tool": ".*", "provider": ".*", "model": ".*",
+    "tool": ".*", "provider": ".*", "model": ".*", "instance": ".*", "role": ".*",
+    "collector": ".*",
     "trace_id": SAMPLE_TRACE_ID, "correlation_id": "legacy-corr-0001", "request_id": "req-0001",
 }
 # Datasource link templates (grafana/provisioning), as Grafana fills them for one span.

@@ -4,6 +4,7 @@ provisioned datasources, and every query parses with a real parser of its langua
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -27,7 +28,11 @@ from .queries import (
 )
 
 EXPECTED = {"overview.json", "llm-providers.json", "storage.json", "pipeline-health.json",
-            "find-request.json", "slos.json", "runbooks.json"}
+            "collector-tier.json", "find-request.json", "slos.json", "runbooks.json"}
+# Dashboards whose daemon queries follow the instance variable (service.instance.id).
+BY_INSTANCE = {"overview.json", "llm-providers.json", "storage.json", "pipeline-health.json"}
+SPAN_METRIC = re.compile(r"\btraces_span_metrics_\w+")
+_AGGREGATION = re.compile(r"\b(sum|count|max|min|avg)\s*(?:(by|without)\s*\(([^)]*)\))?\s*\(")
 
 
 def test_committed_json_matches_the_generator():
@@ -50,7 +55,74 @@ def test_every_dashboard_is_there_with_unique_uids_and_panel_ids():
 
 def test_variables_for_provider_model_and_tool():
     variables = {v["name"] for d in load_dashboards().values() for v in d["templating"]["list"]}
-    assert {"provider", "model", "tool", "trace_id", "correlation_id"} <= variables
+    assert {"provider", "model", "tool", "trace_id", "correlation_id", "instance", "role",
+            "collector"} <= variables
+
+
+def test_every_variable_a_dashboard_uses_it_defines():
+    """Grafana leaves an undefined $name as it is: a regex matching nothing, an empty panel."""
+    for name, dashboard in load_dashboards().items():
+        defined = {v["name"] for v in dashboard["templating"]["list"]}
+        text = json.dumps([dashboard["panels"], dashboard["templating"]["list"]])
+        used = set(re.findall(r"\$\{?([a-z]\w*)", text))
+        assert used <= defined, (name, used - defined)
+
+
+def test_the_fleet_dashboards_filter_every_daemon_query_by_instance():
+    dashboards = load_dashboards()
+    for name in BY_INSTANCE:
+        variables = {v["name"]: v for v in dashboards[name]["templating"]["list"]}
+        instance = variables["instance"]
+        assert instance["multi"] and instance["includeAll"], name
+        assert instance["definition"] == 'label_values(target_info{job="exai-daemon"}, instance)'
+    daemon = re.compile(r"\b(?:exai|mcp|gen_ai|db|process|target)_\w+|\btraces_span_metrics_\w+")
+    unfiltered = [q.where for q in dashboard_queries() if q.language == "promql"
+                  and q.where.split(" / ")[0] in BY_INSTANCE and daemon.search(q.text)
+                  and 'instance=~".*"' not in q.text]
+    assert not unfiltered, unfiltered
+
+
+def _enclosing_aggregation(expr: str, at: int) -> re.Match[str] | None:
+    """The innermost aggregation whose parentheses hold position ``at`` of ``expr``."""
+    found = None
+    for match in _AGGREGATION.finditer(expr, 0, at):
+        depth, end = 1, match.end()
+        while end < len(expr) and depth:
+            depth += {"(": 1, ")": -1}.get(expr[end], 0)
+            end += 1
+        if end > at:
+            found = match
+    return found
+
+
+def test_every_span_metric_query_sums_the_gateways_away():
+    """Two gateways compute span metrics apart (collector_instance_id): a query that keeps the
+    label shows each call twice, or half of it on each line."""
+    per_gateway = {"collector-tier.json / Tool calls counted per gateway / A"}
+    wrong = []
+    for query in dashboard_queries():
+        if query.language != "promql" or query.where in per_gateway:
+            continue
+        for metric in SPAN_METRIC.finditer(query.text):
+            agg = _enclosing_aggregation(query.text, metric.start())
+            keeps = agg is not None and (
+                agg.group(1) != "sum"
+                or (agg.group(2) == "by" and "collector_instance_id" in agg.group(3))
+                or (agg.group(2) == "without" and "collector_instance_id" not in agg.group(3)))
+            if agg is None or keeps:
+                wrong.append(query.where)
+    assert not wrong, f"span-metric queries that do not sum collector_instance_id away: {wrong}"
+
+
+def test_the_gateway_check_catches_a_query_that_keeps_the_gateway():
+    kept = "sum by (collector_instance_id) (rate(traces_span_metrics_calls_total[1m]))"
+    bare = "rate(traces_span_metrics_calls_total[1m])"
+    summed = ("histogram_quantile(0.9, sum by (le) "
+              "(rate(traces_span_metrics_duration_seconds_bucket[1m])))")
+    for expr, ok in ((kept, False), (bare, False), (summed, True)):
+        agg = _enclosing_aggregation(expr, expr.index("traces_span_metrics"))
+        assert (agg is not None and agg.group(1) == "sum"
+                and "collector_instance_id" not in (agg.group(3) or "")) is ok, expr
 
 
 def test_every_datasource_a_panel_uses_is_provisioned():
