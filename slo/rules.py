@@ -55,20 +55,23 @@ def _selector(*matchers: str) -> str:
     return "{" + ", ".join(matchers) + "}" if matchers else ""
 
 
-def _sum(op: Operation, series: str, window: str, *matchers: str) -> str:
-    by = f" by ({', '.join(op.by)})" if op.by else ""
-    return f"sum{by} (rate({series}{_selector(*op.selector, *matchers)}[{window}]))"
+def _sum(op: Operation, series: str, window: str, *matchers: str,
+         by: tuple[str, ...] = ()) -> str:
+    labels = (*op.by, *by)
+    grouping = f" by ({', '.join(labels)})" if labels else ""
+    return f"sum{grouping} (rate({series}{_selector(*op.selector, *matchers)}[{window}]))"
 
 
-def error_ratio(slo: Objective, window: str) -> str:
-    """The share of ``slo``'s events over ``window`` that spend its budget."""
+def error_ratio(slo: Objective, window: str, by: tuple[str, ...] = ()) -> str:
+    """The share of ``slo``'s events over ``window`` that spend its budget; ``by`` keeps more
+    labels (``instance``: which daemon spends it; the SLO itself is fleet-wide)."""
     op = OPERATIONS[slo.operation]
-    total = _sum(op, f"{op.histogram}_count", window)
+    total = _sum(op, f"{op.histogram}_count", window, by=by)
     if slo.sli == "availability":
-        bad = _sum(op, f"{op.histogram}_count", window, f'{ERROR_TYPE}!=""', *op.not_ours)
+        bad = _sum(op, f"{op.histogram}_count", window, f'{ERROR_TYPE}!=""', *op.not_ours, by=by)
         return f"({bad} or 0 * {total})\n/\n{total}"
     assert slo.threshold_secs is not None, f"{slo.name}: a latency SLO needs threshold_secs"
-    good = _sum(op, f"{op.histogram}_bucket", window, f'le="{slo.threshold_secs:g}"')
+    good = _sum(op, f"{op.histogram}_bucket", window, f'le="{slo.threshold_secs:g}"', by=by)
     return f"1 - (\n{good}\n/\n{total}\n)"
 
 
