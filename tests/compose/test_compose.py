@@ -27,7 +27,10 @@ SCHEMA = Path(__file__).resolve().parent / "compose-spec.schema.json"
 SCHEMA_SHA256 = "46b7d35f19dd93a05f8fea530291bf84d881c1791ec167ecf0e6fb94e639d496"
 # Config files compose mounts, and the tests that run them (so a mount is never an untested copy).
 MOUNTS_TESTED_BY = {
+    "collector-config/common.yaml": "tests/harness/collector.py",
     "collector-config/config.yaml": "tests/harness/collector.py",
+    "collector-config/agent.yaml": "tests/harness/collector.py",
+    "collector-config/gateway.yaml": "tests/harness/collector.py",
     "backends/prometheus": "tests/harness/prometheus.py",
     "backends/alertmanager": "tests/harness/alertmanager.py",
     "backends/tempo/tempo.yaml": "tests/pipeline/test_static_configs.py",
@@ -71,12 +74,18 @@ def _host_port(value: str) -> tuple[str, int]:
     return parts.hostname, parts.port
 
 
-def _collector_default(name: str) -> str:
-    """The compose-side default of ``${env:NAME:-default}`` in the collector config."""
-    text = (REPO / "collector-config" / "config.yaml").read_text()
+def _collector_default(name: str, files: tuple[str, ...] = ("common.yaml", "config.yaml")) -> str:
+    """The compose-side default of ``${env:NAME:-default}`` in a collector's files (by default
+    the single collector's: common.yaml, then config.yaml)."""
+    text = "\n".join((REPO / "collector-config" / f).read_text() for f in files)
     match = re.search(r"\$\{env:" + name + r":-([^}]*)\}", text)
     assert match, name
     return match.group(1)
+
+
+def _compose_value(value: str) -> str:
+    """A compose value with each ``${VAR:-default}`` replaced by its default (an empty .env)."""
+    return re.sub(r"\$\{\w+:?-([^}]*)\}", r"\1", value)
 
 
 # --- the specification ------------------------------------------------------------------------
@@ -119,8 +128,11 @@ def test_images_are_pinned_and_the_collector_matches_the_test_build(services):
             continue
         repository, _, tag = image.rpartition(":")
         assert repository and tag and tag != "latest" and re.search(r"\d", tag), (name, image)
-    collector = services["otel-collector"]["image"]
-    assert collector == f"otel/opentelemetry-collector-contrib:{manifest['dist']['version']}"
+    collectors = {name: s["image"] for name, s in services.items()
+                  if s["image"].startswith("otel/")}
+    assert "otel-collector" in collectors and len(collectors) > 1, collectors
+    wanted = f"otel/opentelemetry-collector-contrib:{manifest['dist']['version']}"
+    assert set(collectors.values()) == {wanted}, collectors
 
 
 def test_distroless_backends_probe_their_own_ready_endpoint(services):
@@ -232,8 +244,8 @@ def test_daemon_settings_and_ports_agree(services):
     assert int(env["EXAI_WS_PORT"]) in _published(daemon)
     assert int(env["HEALTH_CHECK_PORT"]) in _published(daemon)
     assert f":{env['HEALTH_CHECK_PORT']}/health/live" in " ".join(daemon["healthcheck"]["test"])
-    host, port = _host_port(env["OTEL_EXPORTER_OTLP_ENDPOINT"])
-    assert host in services and env["OTEL_EXPORTER_OTLP_PROTOCOL"] == "grpc"
+    host, port = _host_port(_compose_value(env["OTEL_EXPORTER_OTLP_ENDPOINT"]))
+    assert host == "otel-collector" and env["OTEL_EXPORTER_OTLP_PROTOCOL"] == "grpc"
     assert port == _host_port(_collector_default("EXAI_OTELCOL_OTLP_GRPC_ENDPOINT"))[1]
     redis_host, redis_port = _host_port(env["REDIS_URL"])
     assert redis_host == "redis" and redis_port == 6379
