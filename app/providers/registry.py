@@ -31,6 +31,7 @@ from .circuit import CircuitBreaker
 from .openai_compat import Provider, ProviderSpec, Sleep
 from .retry import RetryPolicy
 from .table import FALLBACK, PROVIDERS, entry_for
+from .transport import make_client
 
 AUTO_MODEL = "auto"
 
@@ -49,8 +50,7 @@ class ProviderRegistry:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._settings = settings
         self._owns_client = client is None
-        self.client = client or httpx.AsyncClient(
-            timeout=httpx.Timeout(settings.provider_timeout_secs), follow_redirects=False)
+        self.client = client or make_client(settings.provider_timeout_secs)
         policy = RetryPolicy.from_settings(settings)
         specs = [ProviderSpec(entry.key, entry.otel_name, settings.provider(entry).api_url,
                               settings.provider(entry).api_key) for entry in PROVIDERS]
