@@ -50,7 +50,7 @@ from aiohttp import web
 from websockets.asyncio.client import ClientConnection, connect
 
 from app import protocol
-from tests.harness.collector import collector_binary
+from tests.harness.collector import collector_binary, config_args
 from tests.harness.exai_process import EXAI, daemon_env, spawn_fake_llm
 from tests.harness.fake_upstream import FakeUpstreamControl
 from tests.harness.procs import LOOPBACK, ManagedProcess, free_port, port_open
@@ -60,7 +60,6 @@ REPO = Path(__file__).resolve().parents[1]
 
 BIN = Path(sys.executable).parent
 AGENT = str(BIN / "opentelemetry-instrument")
-COLLECTOR_CONFIG = REPO / "collector-config" / "config.yaml"
 SINK_CONFIG = REPO / "bench" / "sink-collector.yaml"
 LIMIT_SERVER = REPO / "bench" / "limit_server.py"
 TOKEN = "bench-token-not-a-secret"
@@ -182,7 +181,7 @@ def start_collectors(infra: Infra, binary: str, remote_write_port: int) -> None:
         "EXAI_OTELCOL_LOG_LEVEL": "warn",
     }
     infra.collector = infra.start_proc(ManagedProcess(
-        name="collector", argv=[binary, f"--config={COLLECTOR_CONFIG}"],
+        name="collector", argv=[binary, *config_args("single")],
         log_path=infra.workdir / "collector.log", env=env,
         ready=lambda: _http_ok(f"http://{LOOPBACK}:{health}/"), ready_timeout=60))
     infra.ports.update(otlp_grpc=grpc, otlp_http=http)

@@ -7,13 +7,13 @@
 # The last stdout line is the binary's absolute path; any failure exits non-zero.
 #
 # Steps: ocb generates the sources (--skip-compilation --skip-get-modules); we write go.mod from the
-# manifest's gomod lines, resolve modules with `go mod tidy -e` and compile ourselves. `-e` is needed because tidy also walks the *tests* of
-# dependencies (fileexporter's tests import a module the proxy may refuse) and those are never
-# compiled. A contrib module that cannot be downloaded is replaced by its shim in ocb-shims/ (see
-# the READMEs there); BUILD-INFO next to the binary records whether that happened.
+# manifest's gomod lines and replaces, resolve modules with `go mod tidy -e` and compile ourselves.
+# `-e` is needed because tidy also walks the *tests* of dependencies (some import modules the proxy
+# refuses) and those are never compiled. At v0.161.0 every module the binary links is the
+# upstream one: the stand-ins older releases needed (ocb-shims/) are gone.
 set -euo pipefail
 
-BUILDER_VERSION=v0.165.0
+BUILDER_VERSION=v0.161.0
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 manifest="$here/manifest.yaml"
 cache_root="${EXAI_CACHE_DIR:-$HOME/.cache/exai}"
@@ -62,20 +62,9 @@ sed -n 's/^[[:space:]]*-[[:space:]]*gomod:[[:space:]]*\([^[:space:]]*\)[[:space:
 for core in go.opentelemetry.io/collector/otelcol go.opentelemetry.io/collector/service; do
   go mod edit -require="$core@$BUILDER_VERSION"
 done
-# Shims: each ocb-shims/<dir> stands in for one contrib module that the proxy may refuse. Contrib
-# releases these modules in lockstep with its components, so the version is tail_sampling's.
-contrib_version=$(sed -n 's/.*tailsamplingprocessor \(v[0-9.]*\)$/\1/p' "$manifest" | head -1)
-info="contrib support modules: upstream $contrib_version"
-for shim in "$here"/ocb-shims/*/; do
-  name=$(basename "$shim")
-  module=$(sed -n 's/^module[[:space:]]*//p' "$shim/go.mod")
-  if ! go mod download "$module@$contrib_version" >/dev/null 2>&1; then
-    echo "build.sh: $module@$contrib_version is not downloadable here; using ocb-shims/$name" >&2
-    cp -r "$shim" "$work/shim-$name"
-    go mod edit -replace="$module=$work/shim-$name"
-    info="$info; $name: ocb-shims/$name (upstream not downloadable at build time)"
-  fi
-done
+# The manifest's replaces (ocb syntax "old => new version"), as ocb itself would apply them.
+sed -n 's/^[[:space:]]*-[[:space:]]*\([^[:space:]]*\)[[:space:]]*=>[[:space:]]*\([^[:space:]]*\)[[:space:]]\{1,\}\(v[^[:space:]]*\).*/\1=\2@\3/p' \
+  "$manifest" | while read -r rep; do go mod edit -replace="$rep"; done
 go mod tidy -e -compat=1.25 >&2
 CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -tags grpcnotrace -o "$work/otelcol-exai" . >&2
 
@@ -83,6 +72,6 @@ mkdir -p "$out"
 cp "$work/otelcol-exai" "$bin.tmp"
 mv "$bin.tmp" "$bin"
 cp "$manifest" "$out/manifest.yaml"
-{ echo "built: $(date -u +%FT%TZ)"; echo "$info"; go version; } > "$out/BUILD-INFO"
+{ echo "built: $(date -u +%FT%TZ)"; go version; } > "$out/BUILD-INFO"
 "$bin" components >/dev/null
 echo "$bin"

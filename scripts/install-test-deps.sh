@@ -11,7 +11,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BUILDER_VERSION=v0.165.0
+BUILDER_VERSION=v0.161.0
 
 need_apt=()
 command -v redis-server >/dev/null || need_apt+=(redis-server)

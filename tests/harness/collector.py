@@ -1,7 +1,8 @@
 """The project's collector build (collector-config/) as a real process on loopback ports.
 
-The suite runs the very config docker compose mounts (collector-config/config.yaml); only
-environment variables differ: loopback endpoints, a scratch storage directory and short intervals.
+The suite runs the very configs docker compose mounts (collector-config/, one list of files per
+role: single, gateway, agent); only environment variables differ: loopback endpoints, a scratch
+storage directory and short intervals.
 The same binary also runs the test-only Tempo/Loki stand-ins (tests/pipeline/standin-config.yaml),
 which write everything they receive to JSON-lines files that tests read back.
 """
@@ -18,11 +19,21 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
 
 from .procs import LOOPBACK, ManagedProcess, free_port, port_open
 
 REPO = Path(__file__).resolve().parents[2]
-CONFIG = REPO / "collector-config" / "config.yaml"
+CONFIG_DIR = REPO / "collector-config"
+CONFIG = CONFIG_DIR / "config.yaml"
+# The files each role's collector loads, in order (later files merge over earlier ones); the same
+# lists as docker-compose.yml's --config flags and the header of collector-config/common.yaml.
+ROLES: dict[str, tuple[str, ...]] = {
+    "single": ("common.yaml", "config.yaml"),
+    "gateway": ("common.yaml", "config.yaml", "gateway.yaml"),
+    "gateway-tls": ("common.yaml", "config.yaml", "gateway.yaml", "gateway-tls.yaml"),
+    "agent": ("common.yaml", "agent.yaml"),
+}
 BUILD_SCRIPT = REPO / "collector-config" / "build.sh"
 STANDIN_CONFIG = REPO / "tests" / "pipeline" / "standin-config.yaml"
 
@@ -53,10 +64,35 @@ def collector_binary() -> str:
     return done.stdout.strip().splitlines()[-1]
 
 
-def validate(config: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """``otelcol validate`` on a config file, with extra environment variables."""
+def merged_config(role: str) -> dict[str, Any]:
+    """A role's files merged as the collector merges them: maps key by key, a later file's
+    scalar or list replacing an earlier one's. For static checks of what a role really runs."""
+    merged: dict[str, Any] = {}
+    for name in ROLES[role]:
+        _merge_into(merged, yaml.safe_load((CONFIG_DIR / name).read_text()) or {})
+    return merged
+
+
+def _merge_into(into: dict[str, Any], other: dict[str, Any]) -> None:
+    for key, value in other.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge_into(into[key], value)
+        else:
+            into[key] = value
+
+
+def config_args(role: str) -> list[str]:
+    """The ``--config`` flags of one role (see ROLES)."""
+    return [f"--config={CONFIG_DIR / name}" for name in ROLES[role]]
+
+
+def validate(config: Path | str,
+             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``otelcol validate`` on a role (a key of ROLES) or one config file, with extra environment
+    variables."""
+    flags = config_args(config) if isinstance(config, str) else [f"--config={config}"]
     return subprocess.run(
-        [collector_binary(), "validate", f"--config={config}"],
+        [collector_binary(), "validate", *flags],
         capture_output=True, text=True, timeout=60, check=False, env={**os.environ, **(env or {})},
     )
 
@@ -67,7 +103,8 @@ def _healthy(port: int) -> bool:
 
 @dataclass
 class Collector:
-    """The main collector: config.yaml with loopback overrides. ``proc`` starts/stops it."""
+    """A collector of one role (single by default) with loopback overrides. ``proc``
+    starts/stops it."""
 
     workdir: Path
     env: dict[str, str]
@@ -75,13 +112,15 @@ class Collector:
     http_port: int
     health_port: int
     telemetry_port: int
+    role: str = "single"
     proc: ManagedProcess = field(init=False)
     otlp_grpc: str = field(init=False)  # what a daemon's OTLP/gRPC exporter points at
     otlp_http: str = field(init=False)
 
     def __post_init__(self) -> None:
         self.proc = ManagedProcess(
-            name="otelcol", argv=[collector_binary(), f"--config={CONFIG}"],
+            name=f"otelcol-{self.role}-{self.workdir.name}",
+            argv=[collector_binary(), *config_args(self.role)],
             log_path=self.workdir / "otelcol.log", env=self.env,
             ready=lambda: _healthy(self.health_port), ready_timeout=60,
         )
@@ -106,9 +145,10 @@ class Collector:
 def main_collector(
     workdir: Path, *, tempo_grpc: str, loki_http: str, remote_write_url: str,
     extra_env: dict[str, str] | None = None, telemetry_port: int | None = None,
+    role: str = "single",
 ) -> Collector:
-    """A collector running collector-config/config.yaml on fresh loopback ports; call
-    ``proc.start()``.
+    """A collector of ``role`` (single: collector-config/config.yaml) on fresh loopback ports;
+    call ``proc.start()``.
 
     ``telemetry_port`` lets a caller that must name the self-metrics target first (Prometheus's
     file_sd targets) choose it.
@@ -128,7 +168,28 @@ def main_collector(
         "EXAI_PROMETHEUS_REMOTE_WRITE_URL": remote_write_url,
         **(extra_env or {}),
     }
-    return Collector(workdir, env, *ports)
+    return Collector(workdir, env, *ports, role=role)
+
+
+def agent_collector(workdir: Path, *, gateways: list[str], token: str,
+                    extra_env: dict[str, str] | None = None) -> Collector:
+    """An agent (collector-config/agent.yaml) on fresh loopback ports, routing to ``gateways``
+    (host:port of their OTLP/gRPC receivers) with the static resolver; call ``proc.start()``."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    ports = [free_port(), free_port(), free_port(), free_port()]
+    env = {
+        **FAST_ENV,
+        "EXAI_OTELCOL_OTLP_GRPC_ENDPOINT": f"{LOOPBACK}:{ports[0]}",
+        "EXAI_OTELCOL_OTLP_HTTP_ENDPOINT": f"{LOOPBACK}:{ports[1]}",
+        "EXAI_OTELCOL_HEALTH_ENDPOINT": f"{LOOPBACK}:{ports[2]}",
+        "EXAI_OTELCOL_TELEMETRY_HOST": LOOPBACK,
+        "EXAI_OTELCOL_TELEMETRY_PORT": str(ports[3]),
+        "EXAI_OTELCOL_GATEWAYS": "[" + ",".join(gateways) + "]",
+        "EXAI_OTELCOL_GATEWAY_TOKEN": token,
+        "EXAI_OTELCOL_INSTANCE_ID": f"agent-{workdir.name}",
+        **(extra_env or {}),
+    }
+    return Collector(workdir, env, *ports, role="agent")
 
 
 @dataclass

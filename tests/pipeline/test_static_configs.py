@@ -14,7 +14,15 @@ import yaml
 
 from otel.redaction import SECRET_PATTERNS
 from tests.harness.alertmanager import check_config, render_config
-from tests.harness.collector import CONFIG, REPO, STANDIN_CONFIG, collector_binary, validate
+from tests.harness.collector import (
+    CONFIG_DIR,
+    REPO,
+    ROLES,
+    STANDIN_CONFIG,
+    collector_binary,
+    merged_config,
+    validate,
+)
 from tests.harness.procs import require_binary
 
 PROM_DIR = REPO / "backends" / "prometheus"
@@ -101,23 +109,50 @@ def test_amtool_check_config_on_each_choice_of_receivers(
             assert {key for key in receiver if key.endswith("_configs")} == integrations
 
 
-def test_collector_validate_with_compose_defaults() -> None:
-    """The config as compose runs it: no variables set, every default applies."""
-    done = validate(CONFIG)
+# What a role needs set beyond the defaults: the gateway tier's shared token (and TLS files).
+ROLE_ENV: dict[str, dict[str, str]] = {
+    "single": {},
+    "gateway": {"EXAI_OTELCOL_GATEWAY_TOKEN": "t0ken-for-validation"},
+    "gateway-tls": {"EXAI_OTELCOL_GATEWAY_TOKEN": "t0ken-for-validation",
+                    "EXAI_OTELCOL_TLS_CERT_FILE": "/etc/otelcol/tls/tls.crt",
+                    "EXAI_OTELCOL_TLS_KEY_FILE": "/etc/otelcol/tls/tls.key"},
+    "agent": {"EXAI_OTELCOL_GATEWAY_TOKEN": "t0ken-for-validation"},
+}
+
+
+@pytest.mark.parametrize("role", sorted(ROLES))
+def test_collector_validate_with_compose_defaults(role: str) -> None:
+    """Each role as compose runs it: only the role's required variables set, defaults apply."""
+    done = validate(role, ROLE_ENV[role])
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+@pytest.mark.parametrize("role", sorted(ROLES))
 @pytest.mark.parametrize("mode", ["drop", "keep"])
-def test_collector_validate_content_toggle(mode: str) -> None:
-    done = validate(CONFIG, {"EXAI_OTELCOL_GENAI_CONTENT": mode})
+def test_collector_validate_content_toggle(role: str, mode: str) -> None:
+    done = validate(role, {**ROLE_ENV[role], "EXAI_OTELCOL_GENAI_CONTENT": mode})
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def test_collector_rejects_unknown_content_mode() -> None:
+@pytest.mark.parametrize("role", sorted(ROLES))
+def test_collector_rejects_unknown_content_mode(role: str) -> None:
     """A typo in the operator toggle fails closed instead of silently keeping content."""
-    done = validate(CONFIG, {"EXAI_OTELCOL_GENAI_CONTENT": "yes"})
+    done = validate(role, {**ROLE_ENV[role], "EXAI_OTELCOL_GENAI_CONTENT": "yes"})
     assert done.returncode != 0
     assert "content_yes" in done.stdout + done.stderr
+
+
+def test_agent_rejects_unknown_gateway_resolver() -> None:
+    """Gateways come from a static list or DNS; a typo fails closed instead of sending nowhere."""
+    done = validate("agent", {**ROLE_ENV["agent"], "EXAI_OTELCOL_GATEWAY_RESOLVER": "k8s"})
+    assert done.returncode != 0
+    assert "_k8s\" which is not configured" in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("resolver", ["static", "dns"])
+def test_agent_validates_with_either_resolver(resolver: str) -> None:
+    done = validate("agent", {**ROLE_ENV["agent"], "EXAI_OTELCOL_GATEWAY_RESOLVER": resolver})
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_standin_config_validates() -> None:
@@ -132,10 +167,10 @@ def _component_types(config: dict, section: str) -> set[str]:
 
 
 def test_manifest_builds_exactly_the_components_used() -> None:
-    """Every component the two configs use is built in, and nothing else is built."""
+    """Every component the roles and the stand-in use is built in, and nothing else is built."""
     used: dict[str, set[str]] = {}
-    for path in (CONFIG, STANDIN_CONFIG):
-        config = yaml.safe_load(path.read_text())
+    configs = [merged_config(role) for role in ROLES] + [yaml.safe_load(STANDIN_CONFIG.read_text())]
+    for config in configs:
         for section in ("receivers", "processors", "exporters", "connectors", "extensions"):
             used.setdefault(section, set()).update(_component_types(config, section))
     listing = _run(collector_binary(), "components").stdout
@@ -150,11 +185,13 @@ def test_manifest_builds_exactly_the_components_used() -> None:
 
 
 def test_config_reads_every_address_from_the_environment() -> None:
-    """No hard-coded endpoint: each host:port or URL is a ${env:VAR:-default} reference."""
-    text = CONFIG.read_text()
-    for line in text.splitlines():
-        if re.search(r"^\s*(endpoint|directory|host|port):", line):
-            assert "${env:" in line, f"not env-driven: {line.strip()}"
+    """No hard-coded endpoint: each host:port, URL or file is a ${env:VAR:-default} reference."""
+    for path in sorted(CONFIG_DIR.glob("*.yaml")):
+        if path.name == "manifest.yaml":
+            continue
+        for line in path.read_text().splitlines():
+            if re.search(r"^\s*(endpoint|directory|host|port|hostname|hostnames|\w+_file):", line):
+                assert "${env:" in line, f"{path.name}: not env-driven: {line.strip()}"
 
 
 # --- Tempo and Loki: Docker cannot run here, so their configs are checked against key lists ------
@@ -405,7 +442,7 @@ def test_the_key_check_catches_keys_the_pinned_release_does_not_have() -> None:
 def test_transform_scrubs_with_the_same_patterns_as_redaction() -> None:
     """One list of secret patterns: transform/scrub must not drift from redaction's
     blocked_values."""
-    config = yaml.safe_load(CONFIG.read_text())
+    config = yaml.safe_load((CONFIG_DIR / "common.yaml").read_text())
     processors = config["processors"]
     blocked = [p.replace("$$", "$") for p in processors["redaction/content_drop"]["blocked_values"]]
     assert blocked == processors["redaction/content_keep"]["blocked_values"]
@@ -422,6 +459,6 @@ def test_the_daemon_scrubs_with_the_collector_s_secret_patterns() -> None:
     The collector's patterns avoid backslashes (they are reused inside OTTL strings), so
     ``[[:space:]]`` stands where Python writes ``\\s``.
     """
-    config = yaml.safe_load(CONFIG.read_text())
+    config = yaml.safe_load((CONFIG_DIR / "common.yaml").read_text())
     blocked = config["processors"]["redaction/content_keep"]["blocked_values"]
     assert list(SECRET_PATTERNS) == [p.replace("[[:space:]]", r"\s") for p in blocked]
