@@ -108,7 +108,6 @@ TAIL_SAMPLING_DROPPED_TOO_EARLY = "otelcol_processor_tail_sampling_sampling_trac
 LB_BACKENDS = "otelcol_loadbalancer_num_backends"
 LB_BACKEND_OUTCOME = "otelcol_loadbalancer_backend_outcome"
 LB_BACKEND_LATENCY_BUCKET = "otelcol_loadbalancer_backend_latency_bucket"
-LB_RESOLUTIONS = "otelcol_loadbalancer_num_resolutions"
 # The OTLP receivers' own HTTP and gRPC server metrics (otelhttp / otelgrpc, new semantic
 # conventions), kept at telemetry level "detailed". The bearer-token check runs inside them, so a
 # refused token is a 401 / UNAUTHENTICATED here; no otelcol_ prefix, unlike the rest.

@@ -69,11 +69,17 @@ def collector_series() -> set[str]:
     d = dashboard_names
     per_signal = {template.format(signal=signal) for signal in d.SIGNALS
                   for template in (d.RECEIVER_ACCEPTED, d.RECEIVER_REFUSED, d.EXPORTER_SENT,
-                                   d.EXPORTER_SEND_FAILED, d.EXPORTER_ENQUEUE_FAILED)}
+                                   d.EXPORTER_SEND_FAILED, d.EXPORTER_ENQUEUE_FAILED,
+                                   d.MEMORY_LIMITER_REFUSED)}
     duration = d.SPAN_DURATION_BUCKET.removesuffix("_bucket")
+    # An agent's loadbalancing exporter and a gateway's tail sampling (tests/fleet runs them).
+    latency = d.LB_BACKEND_LATENCY_BUCKET.removesuffix("_bucket")
+    fleet = {d.LB_BACKENDS, d.LB_BACKEND_OUTCOME, d.TAIL_SAMPLING_DROPPED_TOO_EARLY} | {
+        f"{latency}_{part}" for part in ("bucket", "sum", "count")}
     return (per_signal | {f"{name}_total" for name in per_signal}
             | {d.QUEUE_SIZE, d.QUEUE_CAPACITY, d.TAIL_SAMPLING, d.COLLECTOR_CPU, d.COLLECTOR_RSS,
-               d.SPAN_CALLS} | {f"{duration}_{part}" for part in ("bucket", "sum", "count")})
+               d.SPAN_CALLS} | {f"{duration}_{part}" for part in ("bucket", "sum", "count")}
+            | fleet)
 
 
 def catalogue_labels() -> set[str]:
