@@ -117,10 +117,10 @@ def loadbalancing() -> list[Panel]:
             description="Backends in the agent's hash ring. A static list keeps a dead gateway "
                         "in it; DNS drops it once it stops resolving."),
         timeseries("Backend outcomes per agent", [prom(
-            f"sum by (instance, success) (rate({outcome}[{RATE}]))",
-            "{{instance}} success={{success}}")], unit="ops", width=6,
-            description="Each attempt to send a batch to a gateway; success=false is a "
-                        "gateway that refused or did not answer."),
+            f"sum by (instance, endpoint, success) (rate({outcome}[{RATE}]))",
+            "{{instance}} to {{endpoint}} success={{success}}")], unit="ops", width=6,
+            description="Each hand-over of a batch to a gateway (endpoint); success=false: the "
+                        "agent's queue for it is full, or the gateway refused the batch."),
         timeseries("Backend latency p95 by gateway", [prom(
             latency, "{{instance}} to {{endpoint}}")], unit="ms", width=6),
         timeseries("Agent send failures", [prom(or_zero(

@@ -103,14 +103,15 @@ UP = "up"
 MEMORY_LIMITER_REFUSED = "otelcol_processor_memory_limiter_refused_{signal}"
 TAIL_SAMPLING_DROPPED_TOO_EARLY = "otelcol_processor_tail_sampling_sampling_trace_dropped_too_early"
 # The agent's loadbalancing exporter (contrib v0.161.0, exporter/loadbalancingexporter
-# metadata.yaml): backends in use by resolver, their per-attempt outcome (success = "true" |
-# "false", no endpoint label) and their latency in ms by endpoint.
+# metadata.yaml, and scraped from a v0.161.0 build): backends in use by resolver, each hand-over
+# to a backend by endpoint and success ("true" | "false"), and its latency in ms by endpoint.
 LB_BACKENDS = "otelcol_loadbalancer_num_backends"
 LB_BACKEND_OUTCOME = "otelcol_loadbalancer_backend_outcome"
 LB_BACKEND_LATENCY_BUCKET = "otelcol_loadbalancer_backend_latency_bucket"
 # The OTLP receivers' own HTTP and gRPC server metrics (otelhttp / otelgrpc, new semantic
 # conventions), kept at telemetry level "detailed". The bearer-token check runs inside them, so a
-# refused token is a 401 / UNAUTHENTICATED here; no otelcol_ prefix, unlike the rest.
+# refused token is a 401 / UNAUTHENTICATED here (seen on a v0.161.0 build; the refused request
+# never reaches otelcol_receiver_refused_*). No otelcol_ prefix, unlike the rest.
 HTTP_SERVER_DURATION_COUNT = "http_server_request_duration_count"
 GRPC_SERVER_DURATION_COUNT = "rpc_server_call_duration_count"
 UNAUTHENTICATED_HTTP = 'http_response_status_code="401"'
