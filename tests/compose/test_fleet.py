@@ -266,6 +266,9 @@ def test_prometheus_scrapes_every_fleet_collector_with_its_role(services):
     role_rules = [r for r in job["relabel_configs"] if r.get("target_label") == "collector_role"]
     for name, role in fleet.items():
         labels = [match.expand(r["replacement"].replace("$1", r"\1")) for r in role_rules
-                  if r["regex"] and (match := re.fullmatch(r["regex"], name))]
+                  if r["source_labels"] == ["__meta_dns_name"]
+                  and (match := re.fullmatch(r["regex"], name))]
         assert labels == [role], name
-    assert [r["replacement"] for r in role_rules if r["regex"] == ""] == ["single"]
+    (fallback,) = [r for r in role_rules if r["regex"] == ";"]
+    assert fallback["source_labels"] == ["__meta_dns_name", "collector_role"]
+    assert fallback["replacement"] == "single", "file targets without a role are the single one"
