@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 
 from .errors import ExaiError
@@ -40,10 +40,8 @@ class Slots:
     def in_use(self) -> int:
         return self._held
 
-    @asynccontextmanager
-    async def hold(self) -> AsyncIterator[None]:
-        async with self.hold_until(self.deadline()):
-            yield
+    def hold(self) -> AbstractAsyncContextManager[None]:
+        return self.hold_until(self.deadline())
 
     def deadline(self) -> float:
         """When a wait for a slot that starts now gives up (event loop time)."""
@@ -55,12 +53,18 @@ class Slots:
 
     @asynccontextmanager
     async def hold_until(self, deadline: float) -> AsyncIterator[None]:
-        """Hold a local slot, waiting for one until ``deadline`` (event loop time)."""
-        try:
-            async with asyncio.timeout_at(deadline):
-                await self._semaphore.acquire()
-        except TimeoutError:
-            raise self.exceeded() from None
+        """Hold a local slot, waiting for one until ``deadline`` (event loop time).
+
+        A free slot is taken at once, without arming a timer: that is every call below the
+        limit, three slots per chat call."""
+        if self._semaphore.locked():
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await self._semaphore.acquire()
+            except TimeoutError:
+                raise self.exceeded() from None
+        else:
+            await self._semaphore.acquire()  # returns at once: no suspension, no wait to bound
         self._held += 1
         try:
             yield
