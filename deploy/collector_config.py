@@ -17,8 +17,9 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO / "collector-config"
 
-# The files each role loads, in order: the lists of common.yaml's header, docker-compose.yml's
-# --config flags and tests/harness/collector.py (tests/deploy checks the three agree).
+# The files each role loads, in order: the one list, which the test harness starts collectors
+# from; common.yaml's header says the same and tests/compose and tests/deploy check that
+# docker-compose.yml's --config flags are among these.
 ROLES: dict[str, tuple[str, ...]] = {
     "single": ("common.yaml", "config.yaml"),
     "gateway": ("common.yaml", "config.yaml", "gateway.yaml"),

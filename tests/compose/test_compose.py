@@ -26,11 +26,12 @@ COMPOSE = REPO / "docker-compose.yml"
 SCHEMA = Path(__file__).resolve().parent / "compose-spec.schema.json"
 SCHEMA_SHA256 = "46b7d35f19dd93a05f8fea530291bf84d881c1791ec167ecf0e6fb94e639d496"
 # Config files compose mounts, and the tests that run them (so a mount is never an untested copy).
+# The collector's files are run by role: deploy/collector_config.py's ROLES, which the harness uses.
 MOUNTS_TESTED_BY = {
-    "collector-config/common.yaml": "tests/harness/collector.py",
-    "collector-config/config.yaml": "tests/harness/collector.py",
-    "collector-config/agent.yaml": "tests/harness/collector.py",
-    "collector-config/gateway.yaml": "tests/harness/collector.py",
+    "collector-config/common.yaml": "deploy/collector_config.py",
+    "collector-config/config.yaml": "deploy/collector_config.py",
+    "collector-config/agent.yaml": "deploy/collector_config.py",
+    "collector-config/gateway.yaml": "deploy/collector_config.py",
     "backends/prometheus": "tests/harness/prometheus.py",
     "backends/alertmanager": "tests/harness/alertmanager.py",
     "backends/tempo/tempo.yaml": "tests/pipeline/test_static_configs.py",

@@ -19,21 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
+
+from deploy.collector_config import CONFIG_DIR, ROLES
 
 from .procs import LOOPBACK, ManagedProcess, free_port, port_open
 
 REPO = Path(__file__).resolve().parents[2]
-CONFIG_DIR = REPO / "collector-config"
 CONFIG = CONFIG_DIR / "config.yaml"
-# The files each role's collector loads, in order (later files merge over earlier ones); the same
-# lists as docker-compose.yml's --config flags and the header of collector-config/common.yaml.
-ROLES: dict[str, tuple[str, ...]] = {
-    "single": ("common.yaml", "config.yaml"),
-    "gateway": ("common.yaml", "config.yaml", "gateway.yaml"),
-    "gateway-tls": ("common.yaml", "config.yaml", "gateway.yaml", "gateway-tls.yaml"),
-    "agent": ("common.yaml", "agent.yaml"),
-}
 BUILD_SCRIPT = REPO / "collector-config" / "build.sh"
 STANDIN_CONFIG = REPO / "tests" / "pipeline" / "standin-config.yaml"
 
@@ -64,25 +56,9 @@ def collector_binary() -> str:
     return done.stdout.strip().splitlines()[-1]
 
 
-def merged_config(role: str) -> dict[str, Any]:
-    """A role's files merged as the collector merges them: maps key by key, a later file's
-    scalar or list replacing an earlier one's. For static checks of what a role really runs."""
-    merged: dict[str, Any] = {}
-    for name in ROLES[role]:
-        _merge_into(merged, yaml.safe_load((CONFIG_DIR / name).read_text()) or {})
-    return merged
-
-
-def _merge_into(into: dict[str, Any], other: dict[str, Any]) -> None:
-    for key, value in other.items():
-        if isinstance(value, dict) and isinstance(into.get(key), dict):
-            _merge_into(into[key], value)
-        else:
-            into[key] = value
-
-
 def config_args(role: str) -> list[str]:
-    """The ``--config`` flags of one role (see ROLES)."""
+    """The ``--config`` flags of one role (``deploy.collector_config.ROLES``, the one list of
+    which files each role loads)."""
     return [f"--config={CONFIG_DIR / name}" for name in ROLES[role]]
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from deploy.collector_config import merged_config
 from otel.redaction import SECRET_PATTERNS
 from tests.harness.alertmanager import check_config, render_config
 from tests.harness.collector import (
@@ -20,7 +21,6 @@ from tests.harness.collector import (
     ROLES,
     STANDIN_CONFIG,
     collector_binary,
-    merged_config,
     validate,
 )
 from tests.harness.procs import require_binary
