@@ -36,6 +36,7 @@ LEGEND = f"{{{{{ROLE}}}}} {{{{instance}}}}"
 
 
 def _sel(extra: str = "") -> str:
+    """The selected collectors' selector, plus ``extra`` matchers."""
     return "{" + SELECTED + (f", {extra}" if extra else "") + "}"
 
 
@@ -46,6 +47,7 @@ def _per_signal(template: str, extra: str = "") -> str:
 
 
 def variables() -> list[Json]:
+    """Role, then the collectors of that role: both read from the scrape's own ``up``."""
     up = f"{n.UP}{{{n.COLLECTOR_JOB}}}"
     return [label_variable("role", "Collector role", up, ROLE),
             label_variable("collector", "Collector",
