@@ -406,7 +406,12 @@ def markdown(results: dict[str, Any]) -> str:
     calls, memory = results["spans_per_call"], results["memory"]
     moderate, peak = results["moderate"], results["sustained"]
     fleet = results["daemons_per_gateway"]
+    host = results["machine"]
     lines = [
+        "# One gateway's capacity (`python -m bench.fleet_capacity`)", "",
+        f"{host['cpus']} cores ({host['cpu_model']}), {host['memory_gb']} GiB; load average "
+        f"{results['load_average_before'][0]:.2f} at the start; the run took "
+        f"{results['settings']['elapsed_s']} s. See docs/scaling.md, Capacity, measured.", "",
         "| figure | value |", "|---|---|",
         f"| spans per chat call (real daemon, direct with the token) | {calls['spans_per_call']} |",
         f"| spans per second one gateway sustained (highest step taken whole, "
