@@ -34,9 +34,14 @@ def test_counting_a_few_calls_reports_instructions_per_call(tmp_path):
     assert full["spans_exported_in_window"] >= 16 and full["export_per_span"] > 0
     assert 3.5 < full["spans_per_call"] < 4.5  # SERVER, GenAI, HTTP, Redis
     assert results["telemetry_per_call_full"] == full["total_per_call"] - off["total_per_call"]
-    # The budget, held. The event loop's share (what a client waits for) repeats within 1 % even
-    # over 30 calls: telemetry added 39 % to it when this was written (7.57 M against 5.43 M
-    # instructions), so a change that makes that share a fifth dearer fails here. Export is left
-    # out: in batches of 16 spans it costs twice what it does in the SDK's 512.
+    # The budgets, held. The event loop's share (what a client waits for) repeats within 1 % even
+    # over 30 calls. The daemon's own work came down from 5.8 M to 3.8 M instructions per call
+    # in this count (3.73 M over the full run's 800 calls, issue 16's goal being 4.0 M), so 10 %
+    # more than now fails here.
+    assert off["event_loop_per_call"] < 4_200_000, results["variants"]
+    # Telemetry added 65 % to the event loop when this was written (6.28 M against 3.80 M; the
+    # same 2.5 M on the daemon's dearer 5.8 M before was 43 %), so a change that makes that share
+    # a fifth dearer fails. Export is left out: in batches of 16 spans it costs twice what it
+    # does in the SDK's 512.
     added = full["event_loop_per_call"] / off["event_loop_per_call"] - 1
-    assert added < 0.47, results["variants"]
+    assert added < 0.78, results["variants"]
