@@ -14,7 +14,8 @@ def test_prometheus_scrapes_the_collector(stack: Stack) -> None:
                what="the otel-collector target up")
     capacity = 'otelcol_exporter_queue_capacity{job="otel-collector",exporter="otlp_grpc/tempo"}'
     wait_until(lambda: prom.scalar(capacity) == 5000, timeout=30, what=f"{capacity} == 5000")
-    for exporter in ("otlp_grpc/tempo", "otlp_http/loki", "prometheus_remote_write"):
+    for exporter in ("otlp_grpc/tempo", "otlp_http/loki", "prometheus_remote_write",
+                     "prometheus_remote_write/span_metrics"):
         assert prom.query(f'otelcol_exporter_queue_size{{exporter="{exporter}"}}'), exporter
     # The queue-fullness expression of CollectorQueueNearlyFull evaluates (to a low value).
     ratio = prom.query(
