@@ -118,6 +118,22 @@ class Collector:
         return total
 
 
+def _listening_on_loopback(workdir: Path, telemetry_port: int | None = None
+                           ) -> tuple[list[int], dict[str, str]]:
+    """Fresh loopback ports (OTLP gRPC, OTLP HTTP, health, self-metrics) and the variables that
+    put a collector of any role on them, with the test intervals."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    ports = [free_port(), free_port(), free_port(), telemetry_port or free_port()]
+    return ports, {
+        **FAST_ENV,
+        "EXAI_OTELCOL_OTLP_GRPC_ENDPOINT": f"{LOOPBACK}:{ports[0]}",
+        "EXAI_OTELCOL_OTLP_HTTP_ENDPOINT": f"{LOOPBACK}:{ports[1]}",
+        "EXAI_OTELCOL_HEALTH_ENDPOINT": f"{LOOPBACK}:{ports[2]}",
+        "EXAI_OTELCOL_TELEMETRY_HOST": LOOPBACK,
+        "EXAI_OTELCOL_TELEMETRY_PORT": str(ports[3]),
+    }
+
+
 def main_collector(
     workdir: Path, *, tempo_grpc: str, loki_http: str, remote_write_url: str,
     extra_env: dict[str, str] | None = None, telemetry_port: int | None = None,
@@ -129,15 +145,9 @@ def main_collector(
     ``telemetry_port`` lets a caller that must name the self-metrics target first (Prometheus's
     file_sd targets) choose it.
     """
-    workdir.mkdir(parents=True, exist_ok=True)
-    ports = [free_port(), free_port(), free_port(), telemetry_port or free_port()]
+    ports, env = _listening_on_loopback(workdir, telemetry_port)
     env = {
-        **FAST_ENV,
-        "EXAI_OTELCOL_OTLP_GRPC_ENDPOINT": f"{LOOPBACK}:{ports[0]}",
-        "EXAI_OTELCOL_OTLP_HTTP_ENDPOINT": f"{LOOPBACK}:{ports[1]}",
-        "EXAI_OTELCOL_HEALTH_ENDPOINT": f"{LOOPBACK}:{ports[2]}",
-        "EXAI_OTELCOL_TELEMETRY_HOST": LOOPBACK,
-        "EXAI_OTELCOL_TELEMETRY_PORT": str(ports[3]),
+        **env,
         "EXAI_OTELCOL_STORAGE_DIR": str(workdir / "storage"),
         "EXAI_TEMPO_OTLP_GRPC_ENDPOINT": tempo_grpc,
         "EXAI_LOKI_OTLP_ENDPOINT": loki_http,
@@ -151,15 +161,9 @@ def agent_collector(workdir: Path, *, gateways: list[str], token: str,
                     extra_env: dict[str, str] | None = None) -> Collector:
     """An agent (collector-config/agent.yaml) on fresh loopback ports, routing to ``gateways``
     (host:port of their OTLP/gRPC receivers) with the static resolver; call ``proc.start()``."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    ports = [free_port(), free_port(), free_port(), free_port()]
+    ports, env = _listening_on_loopback(workdir)
     env = {
-        **FAST_ENV,
-        "EXAI_OTELCOL_OTLP_GRPC_ENDPOINT": f"{LOOPBACK}:{ports[0]}",
-        "EXAI_OTELCOL_OTLP_HTTP_ENDPOINT": f"{LOOPBACK}:{ports[1]}",
-        "EXAI_OTELCOL_HEALTH_ENDPOINT": f"{LOOPBACK}:{ports[2]}",
-        "EXAI_OTELCOL_TELEMETRY_HOST": LOOPBACK,
-        "EXAI_OTELCOL_TELEMETRY_PORT": str(ports[3]),
+        **env,
         "EXAI_OTELCOL_GATEWAYS": "[" + ",".join(gateways) + "]",
         "EXAI_OTELCOL_GATEWAY_TOKEN": token,
         "EXAI_OTELCOL_INSTANCE_ID": f"agent-{workdir.name}",
