@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters
+from opentelemetry import trace
 
 from app.client import DaemonClient
 from app.mcp_bridge.results import TRACE_ID_META_KEY
@@ -119,6 +120,16 @@ def tally(fleet_: Fleet, kills: list[Kill]) -> Tally:
                  sum(counted_by(prom, f'job="{BRIDGE_SERVICE}", {SERVER_CALLS}', "job",
                                 cuts).values()),
                  fleet_.agent_spans_accepted(), distinct, duplicates)
+
+
+@pytest.fixture(autouse=True)
+def editor_without_tracing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The test's MCP client is an editor that does not trace. The MCP SDK's client opens a span
+    with the global tracer and puts its traceparent in ``_meta``; once an earlier in-process test
+    has installed an SDK tracer provider, that span is real but exported nowhere, and every
+    bridge span would name a parent missing from Tempo. A no-op tracer keeps the bridge the root,
+    whatever ran before."""
+    monkeypatch.setattr("mcp.shared._otel._tracer", trace.NoOpTracer())
 
 
 @pytest.fixture(scope="module")
