@@ -6,6 +6,7 @@ Every service the suite needs is started here, by the suite; nothing is assumed 
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -21,11 +22,41 @@ import httpx
 LOOPBACK = "127.0.0.1"
 
 
+_EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_LOWEST_PORT = 10000
+_handed_out: set[int] = set()
+
+
+def _below_ephemeral_range() -> range:
+    """Ports the kernel never picks for an outgoing connection or a bind to port 0.
+
+    A port taken from the ephemeral range and released is up for grabs again: one CI run lost a
+    stand-in to ``bind: address already in use`` because a connection got its port as the local
+    end between ``free_port`` and the service's own bind.
+    """
+    try:
+        low = int(_EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768  # Linux's default
+    return range(_LOWEST_PORT, max(low, _LOWEST_PORT + 1000))
+
+
 def free_port() -> int:
-    """A TCP port on loopback that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        return sock.getsockname()[1]
+    """A TCP port on loopback that nothing listens on, below the ephemeral range, and not handed
+    out before by this process (a service started later may not have bound the last one yet)."""
+    candidates = _below_ephemeral_range()
+    for _ in range(1000):
+        port = random.choice(candidates)
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((LOOPBACK, port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free loopback port in {candidates}")
 
 
 def port_open(port: int, host: str = LOOPBACK) -> bool:
