@@ -1,15 +1,15 @@
-"""OTLP/protobuf encoding of finished spans straight to bytes, each repeated attribute once.
+"""OTLP/protobuf encoding of finished spans and log records straight to bytes.
 
-The SDK's encoder (``opentelemetry.exporter.otlp.proto.common.trace_encoder.encode_spans``) builds
-a protobuf message per span, per attribute and per value in Python, then serialises the tree:
-about 290 k instructions per span of the daemon's, most of them on attributes whose key and value
-are the same in every call (provider, model, operation, server address). This module writes the
-same wire format directly and keeps the encoded bytes of each scalar attribute (and of each
-resource and scope) in a bounded cache, so a repeated attribute costs one dict look-up.
+The SDK's encoders (``encode_spans``, ``encode_logs`` of opentelemetry-exporter-otlp-proto-common)
+build a protobuf message per item, per attribute and per value in Python, then serialise the
+tree: about 290 k instructions per span of the daemon's, most of them on attributes whose key and
+value are the same in every call (provider, model, operation, server address). This module writes
+the same wire format directly and keeps the encoded bytes of each scalar attribute, resource and
+scope in bounded caches, so a repeated attribute costs one dict look-up.
 
-The result parses to a message equal to the SDK's (``tests/daemon/test_span_encoding.py`` checks
-it on every field the SDK sets). Only the OTLP/HTTP exporter uses it (:func:`install`): its
-export method asks the module-level ``encode_spans`` for an object with
+The result parses to a message equal to the SDK's (``tests/daemon/test_otlp_encoding.py`` checks
+it on every field the SDK sets). Only the OTLP/HTTP exporters use it (:func:`install`): their
+export methods ask their module's encoder for an object with ``SerializeToString`` or
 ``SerializePartialToString``, which is all :class:`EncodedRequest` provides.
 """
 
@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import logging
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
@@ -90,8 +91,9 @@ def _key_value(key: str, value: Any) -> bytes:
     return b"\x0a" + _sized(key.encode()) + b"\x12" + _sized(_any_value(value))
 
 
-class SpanEncoder:
-    """Encodes batches of spans; holds the bounded cache of encoded attributes."""
+class OtlpEncoder:
+    """Encodes batches of spans or log records; holds the bounded caches of encoded attributes,
+    resources and scopes (one encoder per exporter thread)."""
 
     def __init__(self, cache_limit: int = CACHE_LIMIT) -> None:
         self._limit = cache_limit
@@ -99,30 +101,67 @@ class SpanEncoder:
         self._resources: dict[Resource, bytes] = {}
         self._scopes: dict[InstrumentationScope | None, bytes] = {}
 
-    def encode(self, spans: Sequence[ReadableSpan]) -> bytes:
+    def spans(self, spans: Sequence[ReadableSpan]) -> bytes:
         """An ``ExportTraceServiceRequest``, grouped by resource then scope as the SDK does."""
+        return self._grouped(spans, self._span)
+
+    def logs(self, records: Sequence[ReadableLogRecord]) -> bytes:
+        """An ``ExportLogsServiceRequest``, grouped by resource then scope as the SDK does."""
+        return self._grouped(records, self._log_record)
+
+    def _grouped(self, items: Sequence[Any], encode_item: Callable[[Any], bytes]) -> bytes:
+        """Resource{Spans,Logs} > Scope{Spans,Logs} > items: both requests number their fields
+        alike (1 resource or scope, 2 the items, 3 schema_url)."""
         grouped: dict[Resource, dict[InstrumentationScope | None, list[bytes]]] = {}
-        for span in spans:
-            by_scope = grouped.setdefault(span.resource, {})
-            by_scope.setdefault(span.instrumentation_scope or None, []).append(self._span(span))
+        for item in items:
+            by_scope = grouped.setdefault(item.resource, {})
+            by_scope.setdefault(item.instrumentation_scope or None, []).append(encode_item(item))
         request = []
         for resource, by_scope in grouped.items():
             body = [b"\x0a", self._resource(resource)]
             for scope, encoded in by_scope.items():
-                scope_spans = self._scope(scope) + b"".join(b"\x12" + s for s in encoded)
+                scoped = self._scope(scope) + b"".join(b"\x12" + item for item in encoded)
                 if scope is not None and scope.schema_url:
-                    scope_spans += b"\x1a" + _sized(scope.schema_url.encode())
-                body += (b"\x12", _sized(scope_spans))
+                    scoped += b"\x1a" + _sized(scope.schema_url.encode())
+                body += (b"\x12", _sized(scoped))
             if resource.schema_url:
                 body += (b"\x1a", _sized(resource.schema_url.encode()))
             request.append(b"\x0a" + _sized(b"".join(body)))
         return b"".join(request)
 
+    def _log_record(self, readable: ReadableLogRecord) -> bytes:
+        """One ``LogRecord`` message, length-prefixed."""
+        record = readable.log_record
+        parts: list[bytes] = []
+        if record.timestamp:
+            parts += (b"\x09", _FIXED64.pack(record.timestamp))
+        severity = getattr(record.severity_number, "value", None)
+        if severity:
+            parts += (b"\x10", _varint(severity))
+        if record.severity_text:
+            parts += (b"\x1a", _sized(record.severity_text.encode()))
+        parts += (b"\x2a", _sized(_any_value(record.body)))
+        if record.attributes:
+            parts.append(self._attributes_field(b"\x32", record.attributes))
+        if readable.dropped_attributes:
+            parts += (b"\x38", _varint(readable.dropped_attributes))
+        if record.trace_flags:
+            parts += (b"\x45", _FIXED32.pack(int(record.trace_flags)))
+        if record.trace_id:
+            parts += (b"\x4a\x10", record.trace_id.to_bytes(16, "big"))
+        if record.span_id:
+            parts += (b"\x52\x08", record.span_id.to_bytes(8, "big"))
+        if record.observed_timestamp:
+            parts += (b"\x59", _FIXED64.pack(record.observed_timestamp))
+        if record.event_name:
+            parts += (b"\x62", _sized(record.event_name.encode()))
+        return _sized(b"".join(parts))
+
     def _span(self, span: ReadableSpan) -> bytes:
         """One ``Span`` message, length-prefixed."""
         context = span.get_span_context()
         assert context is not None
-        parts = [b"\x0a\x10", context.trace_id.to_bytes(16, "big"),
+        parts: list[bytes] = [b"\x0a\x10", context.trace_id.to_bytes(16, "big"),
                  b"\x12\x08", context.span_id.to_bytes(8, "big")]
         if context.trace_state:
             state = ",".join(f"{key}={value}" for key, value in context.trace_state.items())
@@ -250,23 +289,27 @@ class EncodedRequest:
     SerializeToString = SerializePartialToString
 
 
-class _EncodeSpans:
-    """Stands in for the exporter module's ``encode_spans``."""
+class _Encode:
+    """Stands in for an OTLP/HTTP exporter module's ``encode_spans`` or ``encode_logs``."""
 
-    def __init__(self) -> None:
-        self.encoder = SpanEncoder()
+    def __init__(self, encode: Callable[[OtlpEncoder, Sequence[Any]], bytes]) -> None:
+        self._encoder = OtlpEncoder()
+        self._encode = encode
 
-    def __call__(self, spans: Sequence[ReadableSpan]) -> EncodedRequest:
-        return EncodedRequest(self.encoder.encode(spans))
+    def __call__(self, items: Sequence[Any]) -> EncodedRequest:
+        return EncodedRequest(self._encode(self._encoder, items))
 
 
 def install() -> None:
-    """Make the OTLP/HTTP span exporter encode with a :class:`SpanEncoder`.
+    """Make the OTLP/HTTP span and log exporters encode with an :class:`OtlpEncoder` each.
 
-    Its export method calls its module's ``encode_spans``; replacing that one name keeps the
-    rest of the exporter (compression, retries, size limit, its own metrics) as it is.
+    Their export methods call their module's ``encode_spans`` / ``encode_logs``; replacing that
+    one name keeps the rest of each exporter (compression, retries, size limit, its own metrics)
+    as it is.
     """
-    from opentelemetry.exporter.otlp.proto.http import trace_exporter
+    from opentelemetry.exporter.otlp.proto.http import _log_exporter, trace_exporter
 
-    if not isinstance(trace_exporter.encode_spans, _EncodeSpans):
-        trace_exporter.encode_spans = _EncodeSpans()  # type: ignore[assignment]
+    if not isinstance(trace_exporter.encode_spans, _Encode):
+        trace_exporter.encode_spans = _Encode(OtlpEncoder.spans)  # type: ignore[assignment]
+    if not isinstance(_log_exporter.encode_logs, _Encode):
+        _log_exporter.encode_logs = _Encode(OtlpEncoder.logs)  # type: ignore[assignment]
