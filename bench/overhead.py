@@ -506,10 +506,12 @@ def markdown_table(results: dict[str, Any]) -> str:
                      "collector CPU ms/call | throughput vs off | p50 vs off |")
         lines.append("|---|---:|---:|---:|---:|---:|---:|---:|")
         for variant, row in data["variants"].items():
+            s = data.get("spread", {}).get(variant)
             if variant == "off":
                 thr = p50 = "1"
+            elif s is None:  # a run without off (say, --variants full --profile DIR)
+                thr = p50 = "-"
             else:
-                s = data["spread"][variant]
                 thr = "{median:.3f} ({min:.3f}-{max:.3f})".format(**s["throughput_ratio"])
                 p50 = "{median:.3f} ({min:.3f}-{max:.3f})".format(**s["p50_ratio"])
             lines.append(f"| {variant} | {row['calls_per_sec']:.0f} | {row['p50_ms']:.2f} | "
@@ -535,7 +537,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     points = [p for p in POINTS if p in results]
-    others = [v for v in ("full", "peer", "limit") if v in results[points[0]]["spread"]]
+    others = [v for v in ("full", "peer", "limit") if v in results[points[0]].get("spread", {})]
     colours = {"full": "#2b6cb0", "peer": "#dd6b20", "limit": "#718096"}
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     panels = ((axes[0], "throughput_ratio", "throughput vs off (higher is better)"),
