@@ -72,7 +72,7 @@ def _any_value(value: Any) -> bytes:
         return b"\x0a" + _sized(value.encode())
     if isinstance(value, int):
         if not _INT64_MIN <= value <= _INT64_MAX:
-            raise ValueError(f"Value out of range: {value}")
+            raise ValueError("an integer outside int64")  # not the value: it may be content
         return b"\x18" + _varint(value & _UINT64_MASK)
     if isinstance(value, float):
         return b"\x21" + _DOUBLE.pack(value)
@@ -84,7 +84,7 @@ def _any_value(value: Any) -> bytes:
     if isinstance(value, Mapping):
         pairs = b"".join(b"\x0a" + _sized(_key_value(str(k), v)) for k, v in value.items())
         return b"\x32" + _sized(pairs)
-    raise TypeError(f"Invalid type {type(value)} of value {value}")
+    raise TypeError(f"a value of type {type(value).__name__}")
 
 
 def _key_value(key: str, value: Any) -> bytes:
@@ -244,7 +244,8 @@ class OtlpEncoder:
 
     def _attributes_field(self, tag: bytes, attributes: Mapping[str, Any]) -> bytes:
         """Every attribute as a repeated ``KeyValue`` field ``tag``; an attribute that cannot be
-        encoded is logged and left out, as the SDK's encoder does."""
+        encoded is logged (by key and type, never value) and left out, as the SDK's encoder
+        leaves it out."""
         cache = self._attributes
         parts: list[bytes] = []
         for key, value in attributes.items():

@@ -5,6 +5,7 @@ Every service the suite needs is started here, by the suite; nothing is assumed 
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import shutil
@@ -27,6 +28,7 @@ _LOWEST_PORT = 10000
 _handed_out: set[int] = set()
 
 
+@functools.cache
 def _below_ephemeral_range() -> range:
     """Ports the kernel never picks for an outgoing connection or a bind to port 0.
 
