@@ -13,8 +13,11 @@ from opentelemetry import metrics, trace
 from opentelemetry.metrics import CallbackOptions, Observation
 
 from . import names
+from .histograms import PreAggregatedHistogram, pre_aggregated
+from .http_client import HttpClientSpans
 
 GaugeCallback = Callable[[], Iterable[tuple[float, dict[str, str]]]]
+Histogram = metrics.Histogram | PreAggregatedHistogram
 
 
 class PreAggregatedSum:
@@ -24,8 +27,8 @@ class PreAggregatedSum:
     SDK measurement (attribute copy, hashing, aggregation, exemplar offer: ~15-25 us); the reader
     exports the same cumulative Sum, monotonic for a counter, through an observable instrument.
     Used for every counter recorded per frame or per call (bytes, calls in flight, cost, finish
-    reasons, cached and reasoning tokens). The histograms stay synchronous: their exemplars link a
-    latency or a token count to its trace, and the SDK has no asynchronous histogram.
+    reasons, cached and reasoning tokens). Histograms have their own, with exemplars
+    (:class:`otel.histograms.PreAggregatedHistogram`).
     """
 
     def __init__(self, meter: metrics.Meter, name: str) -> None:
@@ -61,24 +64,27 @@ class Instruments:
     tracer: trace.Tracer
     meter: metrics.Meter
     # MCP server side
-    operation_duration: metrics.Histogram
-    session_duration: metrics.Histogram
+    operation_duration: Histogram
+    session_duration: Histogram
     sessions_active: PreAggregatedSum
     calls_in_flight: PreAggregatedSum
     rejections: metrics.Counter
     websocket_io: PreAggregatedSum
     # GenAI client side
-    genai_duration: metrics.Histogram
-    genai_tokens: metrics.Histogram
-    genai_ttfc: metrics.Histogram
-    genai_time_per_chunk: metrics.Histogram
+    genai_duration: Histogram
+    genai_tokens: Histogram
+    genai_ttfc: Histogram
+    genai_time_per_chunk: Histogram
     genai_cost: PreAggregatedSum
     genai_unpriced: PreAggregatedSum
     genai_cached_tokens: PreAggregatedSum
     genai_reasoning_tokens: PreAggregatedSum
     genai_finish_reasons: PreAggregatedSum
     # storage
-    db_duration: metrics.Histogram
+    db_duration: Histogram
+
+    # the providers' HTTP client spans, when the daemon's telemetry instruments httpx
+    http_client: HttpClientSpans | None = None
 
     _gauge_readers: dict[str, GaugeCallback] = field(default_factory=dict)
 
@@ -99,9 +105,15 @@ class Instruments:
         self._gauge_readers[name] = read
 
 
-def histogram(meter: metrics.Meter, name: str) -> metrics.Histogram:
-    """A synchronous histogram built from the catalogue entry ``name``."""
+def histogram(meter: metrics.Meter, name: str) -> Histogram:
+    """The histogram of the catalogue entry ``name``: aggregated in the process on an SDK meter
+    (:mod:`otel.histograms`, a tenth of an SDK measurement's cost), the meter's own otherwise."""
     metric = names.METRICS[name]
+    if metric.buckets:
+        found = pre_aggregated(meter, metric.name, metric.unit, metric.description,
+                               metric.buckets)
+        if found is not None:
+            return found
     return meter.create_histogram(
         metric.name, unit=metric.unit, description=metric.description,
         explicit_bucket_boundaries_advisory=list(metric.buckets) if metric.buckets else None)

@@ -15,13 +15,13 @@ import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 
-from opentelemetry.metrics import Histogram
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError, ResponseError
 
 from otel import names
 from otel.errors import error_type_of
+from otel.instruments import Histogram
 from otel.redaction import scrub
 
 from .redis_client import redis_password
