@@ -51,7 +51,7 @@ from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
-from . import names, otlp_encoding
+from . import http_client, names, otlp_encoding
 from .endpoints import listening, otlp_endpoint
 from .instruments import Instruments, create_instruments
 
@@ -479,6 +479,8 @@ def configure_telemetry(
     )
     if instrument_libraries:
         telemetry._instrumentors = _instrument_libraries(tracer_provider, meter_provider)
+        if not http_client.instrumentation_only_settings():
+            telemetry.instruments.http_client = http_client.HttpClientSpans(tracer_provider)
     return telemetry
 
 

@@ -6,11 +6,12 @@ Kimi, ``glm-*`` to GLM, matched case-insensitively. ``None``, ``""`` and ``"auto
 clients send names this daemon never served), and ``resolve`` returns the model actually used so
 the caller can report it.
 
-Tracing of the HTTP calls: production instruments httpx globally
-(``HTTPXClientInstrumentor().instrument()``), which covers the client created here; tests may
-instead call ``HTTPXClientInstrumentor.instrument_client(registry.client, tracer_provider=...)``.
-Either way the request span is a child of the GenAI span, because that span is current while the
-request runs.
+Tracing of the HTTP calls: with the daemon's own telemetry on, the client's transport makes the
+httpx instrumentation's span itself (``instruments.http_client``, see ``otel.http_client``);
+otherwise the instrumentation does, when httpx is instrumented (by a zero-code agent, or in tests
+by ``HTTPXClientInstrumentor.instrument_client(registry.client, tracer_provider=...)``). Either
+way the request span is a child of the GenAI span, because that span is current while the request
+runs.
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ class ProviderRegistry:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._settings = settings
         self._owns_client = client is None
-        self.client = client or make_client(settings.provider_timeout_secs)
+        self.client = client or make_client(settings.provider_timeout_secs,
+                                             instruments.http_client)
         policy = RetryPolicy.from_settings(settings)
         specs = [ProviderSpec(entry.key, entry.otel_name, settings.provider(entry).api_url,
                               settings.provider(entry).api_key) for entry in PROVIDERS]

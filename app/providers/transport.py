@@ -6,17 +6,20 @@ per request (``is_idle`` some 40 times, a readability poll through anyio's attri
 each), each read and write opens an anyio cancel scope, and h11 parses in Python. aiohttp's
 client, already a dependency, sends the same request with its C parser for about 0.6 M.
 
-The class stays ``httpx.AsyncHTTPTransport`` and keeps its ``handle_async_request``, which is what
-the OpenTelemetry httpx instrumentation (ours and the zero-code agent's) wraps, so every request
-still gets its client span; only the object it hands requests to changes. httpx keeps the client
-side: headers, cookies, timeouts, decoding, the response stream and its exceptions. Failures are
-raised as the httpcore exceptions httpx maps (connect, read and write errors and timeouts).
-Leaving a response unread closes its connection, as httpcore does, so the upstream sees an
-abandoned request; a response read to its end returns the connection to the pool.
+The class stays an ``httpx.AsyncHTTPTransport``. Given the daemon's ``HttpClientSpans`` (its own
+telemetry is on), it makes each request's CLIENT span itself, the httpx instrumentation's span for
+a fraction of the cost, and bypasses the instrumentation's wrapper; without them (telemetry off,
+or a zero-code agent owning the SDK) ``handle_async_request`` is httpx's, which the
+instrumentation wraps as for any client. Only the object it hands requests to changes. httpx
+keeps the client side: headers, cookies, timeouts, decoding, the response stream and its
+exceptions. Failures are raised as the httpcore exceptions httpx maps (connect, read and write
+errors and timeouts). Leaving a response unread closes its connection, as httpcore does, so the
+upstream sees an abandoned request; a response read to its end returns the connection to the pool.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -25,6 +28,8 @@ import httpcore
 import httpx
 from multidict import CIMultiDict
 from yarl import URL
+
+from otel.http_client import HttpClientSpans
 
 # httpx always sends these itself; aiohttp must not add its own.
 _SKIP_AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
@@ -141,12 +146,26 @@ class AiohttpPool:
             self._session = None
 
 
+# httpx's own handle_async_request, under the instrumentation's wrapper when httpx is instrumented
+_HTTPX_HANDLE = inspect.unwrap(httpx.AsyncHTTPTransport.handle_async_request)
+
+
 class ProviderTransport(httpx.AsyncHTTPTransport):
     """HTTP/1.1 to the providers with httpx's limits and TLS verification, sent by aiohttp."""
 
-    def __init__(self, limits: httpx.Limits = LIMITS) -> None:
+    def __init__(self, limits: httpx.Limits = LIMITS, spans: HttpClientSpans | None = None) -> None:
         # Not super().__init__: it would build the httpcore pool this one replaces.
         self._pool = AiohttpPool(limits, httpx.create_ssl_context())  # type: ignore[assignment]
+        self._spans = spans
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self._spans is None:
+            return await super().handle_async_request(request)
+        return await self._spans.send(request, self._send)
+
+    async def _send(self, request: httpx.Request) -> httpx.Response:
+        response: httpx.Response = await _HTTPX_HANDLE(self, request)
+        return response
 
 
 class _Cookies(httpx.Cookies):
@@ -161,9 +180,9 @@ class _Cookies(httpx.Cookies):
             super().extract_cookies(response)
 
 
-def make_client(timeout_secs: float) -> httpx.AsyncClient:
+def make_client(timeout_secs: float, spans: HttpClientSpans | None = None) -> httpx.AsyncClient:
     """The providers' shared client: httpx's, with redirects off, on ``ProviderTransport``."""
     client = httpx.AsyncClient(timeout=httpx.Timeout(timeout_secs), follow_redirects=False,
-                               transport=ProviderTransport())
+                               transport=ProviderTransport(spans=spans))
     client._cookies = _Cookies()  # the public setter would copy it into a plain Cookies
     return client
