@@ -39,11 +39,12 @@ def test_counting_a_few_calls_reports_instructions_per_call(tmp_path):
     # in this count (3.73 M over the full run's 800 calls, issue 16's goal being 4.0 M), so 10 %
     # more than now fails here.
     assert off["event_loop_per_call"] < 4_200_000, results["variants"]
-    # Telemetry added 65 % to the event loop when this was written (6.28 M against 3.80 M; the
-    # same 2.5 M on the daemon's dearer 5.8 M before was 43 %), so a change that makes that share
-    # a fifth dearer fails.
+    # Telemetry added 40 % to the event loop in this count (5.31 M against 3.79 M) once histograms
+    # were aggregated in the process and the provider transport made its own HTTP span (65 %
+    # before), so a change that makes that share a fifth dearer fails: the SDK's histograms or
+    # the httpx instrumentation's span back on the provider calls each fail here.
     added = full["event_loop_per_call"] / off["event_loop_per_call"] - 1
-    assert added < 0.78, results["variants"]
+    assert added < 0.48, results["variants"]
     # Encoding a span straight to OTLP bytes (otel/otlp_encoding.py) took export from 621 k to
     # 412 k instructions per span in this count (150 k in the full run's 512-span batches): the
     # SDK's encoder back in place fails here.
