@@ -588,10 +588,11 @@ def _redis_pipeline_operation(commands: Sequence[str], transaction: bool) -> str
     return f"{kind} {commands[0]}" if len(distinct) == 1 else kind
 
 
-def _redis_namespace(client: Any) -> str:
+def _set_redis_namespace(span: trace.Span, client: Any) -> None:
     """``db.namespace``: the database index the connection was established with (a later
     ``SELECT`` is not followed: the daemon never sends one)."""
-    return str(client.connection_pool.connection_kwargs.get("db") or 0)
+    index = client.connection_pool.connection_kwargs.get("db")
+    span.set_attribute(names.DB_NAMESPACE, str(index or 0))
 
 
 def _complete_redis_command_span(span: trace.Span, client: Any, args: Sequence[Any],
@@ -600,10 +601,9 @@ def _complete_redis_command_span(span: trace.Span, client: Any, args: Sequence[A
     if span is None or not span.is_recording():
         return
     try:
-        attributes = {names.DB_NAMESPACE: _redis_namespace(client)}
         if args:
-            attributes[names.DB_OPERATION_NAME] = str(args[0])
-        span.set_attributes(attributes)
+            span.set_attribute(names.DB_OPERATION_NAME, str(args[0]))
+        _set_redis_namespace(span, client)
     except (AttributeError, TypeError):  # a client of another shape: the span stays as it is
         pass
 
@@ -621,12 +621,11 @@ def _name_redis_pipeline_span(wrapped: Callable[..., Any], pipeline: Any, args: 
             transaction = (pipeline.is_transaction if hasattr(pipeline, "is_transaction")
                            else pipeline.transaction) is True or pipeline.explicit_transaction
             operation = _redis_pipeline_operation(commands, transaction)
-            attributes: dict[str, str | int] = {names.DB_OPERATION_NAME: operation,
-                                                names.DB_NAMESPACE: _redis_namespace(pipeline)}
-            if len(commands) != 1:  # one command is a single operation, not a batch
-                attributes[names.DB_OPERATION_BATCH_SIZE] = len(commands)
             span.update_name(operation)
-            span.set_attributes(attributes)  # one lock and one call, not three
+            span.set_attribute(names.DB_OPERATION_NAME, operation)
+            if len(commands) != 1:  # one command is a single operation, not a batch
+                span.set_attribute(names.DB_OPERATION_BATCH_SIZE, len(commands))
+            _set_redis_namespace(span, pipeline)
         except (AttributeError, IndexError, TypeError):  # another shape: the span stays as it is
             pass
     return wrapped(*args, **kwargs)
