@@ -4,7 +4,7 @@ A synchronous SDK histogram measurement costs about 120 k instructions (SDK 1.45
 attributes): a ``Measurement`` dataclass that cleans every attribute value, the attributes hashed
 into a sorted tuple, an exemplar filter and reservoir, three locks. A chat call records five
 (GenAI duration, input and output tokens, the MCP operation's and the Redis write's duration).
-``PreAggregatedHistogram`` aggregates the same measurements for a tenth of that: one frozenset of
+``PreAggregatedHistogram`` aggregates the same measurements for about 22 k: one frozenset of
 the attributes, a dict look-up, a bisect and a lock. Attributes are cleaned once per distinct set.
 
 The data are the SDK's: per attribute set, bucket counts, sum, count, min and max with the

@@ -107,7 +107,7 @@ class Instruments:
 
 def histogram(meter: metrics.Meter, name: str) -> Histogram:
     """The histogram of the catalogue entry ``name``: aggregated in the process on an SDK meter
-    (:mod:`otel.histograms`, a tenth of an SDK measurement's cost), the meter's own otherwise."""
+    (:mod:`otel.histograms`, a fifth of an SDK measurement's cost), the meter's own otherwise."""
     metric = names.METRICS[name]
     if metric.buckets:
         found = pre_aggregated(meter, metric.name, metric.unit, metric.description,
